@@ -1,0 +1,45 @@
+"""Shared test fixtures: sessions over in-memory tables and paths to the shared real datasets."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="serendip-mpl-"))
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "serendip-numba-cache"))
+os.environ.setdefault("TTY_INTERACTIVE", "0")
+for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SERENDIP_MODEL", "SERENDIP_BASE_URL"):
+    os.environ.pop(_var, None)
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from serendip.tools.registry import load_builtin_tools  # noqa: E402
+from serendip.tools.session import Session  # noqa: E402
+from serendip.tools.table import Table  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
+
+load_builtin_tools()
+
+
+@pytest.fixture
+def make_session(tmp_path):
+    """Factory: ``make_session(df, seed=0)`` -> a Session over a cleaned in-memory table."""
+    counter = {"n": 0}
+
+    def factory(df: pd.DataFrame, seed: int = 0, **kwargs) -> Session:
+        counter["n"] += 1
+        return Session(Table.from_dataframe(df), tmp_path / f"run{counter['n']}", seed=seed, **kwargs)
+
+    return factory
+
+
+def shared_dataset(relative: str) -> Path:
+    """Path of a file under ../shared/datasets, or skip the test saying which file is missing."""
+    path = SHARED_DATASETS / relative
+    if not path.exists():
+        pytest.skip(f"shared dataset missing: {path}")
+    return path

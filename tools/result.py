@@ -1,0 +1,80 @@
+"""What a tool call returns: a bounded summary for the model, markdown for the report, figures,
+per-row artifacts and candidate findings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from serendip.tools.jsonsafe import bound_summary, dumps, to_jsonable
+
+FINDING_KINDS = ("trend", "group", "outlier", "data_quality")
+
+
+@dataclass
+class ToolResult:
+    """The three faces of a tool call's outcome.
+
+    Attributes:
+        summary: Compact JSON-safe facts for the model (bounded to ~6,000 characters).
+        markdown: The same result for the human report.
+        figures: Paths of PNG figures, relative to the run directory (``figures/R3_scatter.png``).
+        artifacts: Names of per-row arrays the call saved in the session workspace (columns of rows.csv).
+        findings: Candidate findings in the shape of the findings contract (without ``id``).
+        tests: Every p-value the call computed, as ``[key, p]`` pairs, for run-wide FDR control.
+        error: For a call the caller can fix, the message saying how; None on success.
+        id: The result id (``R1``, ``R2`` ...) given by the registry; cited as evidence.
+        tool: Name of the tool that produced it.
+        arguments: The validated arguments of the call.
+        elapsed: Wall time of the call in seconds.
+    """
+
+    summary: dict = field(default_factory=dict)
+    markdown: str = ""
+    figures: list[str] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)
+    findings: list[dict] = field(default_factory=list)
+    tests: list[list[Any]] = field(default_factory=list)
+    error: str | None = None
+    id: str = ""
+    tool: str = ""
+    arguments: dict = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when the call succeeded."""
+        return self.error is None
+
+    def for_model(self) -> str:
+        """The text the model sees: result id, status and the bounded summary (or the error)."""
+        if self.error is not None:
+            return dumps({"result_id": self.id, "tool": self.tool, "ok": False, "error": self.error})
+        payload = {"result_id": self.id, "tool": self.tool, "ok": True, "summary": bound_summary(self.summary)}
+        if self.findings:
+            payload["candidate_findings"] = [
+                {"title": f.get("title"), "kind": f.get("kind"), "columns": f.get("columns")}
+                for f in self.findings[:10]
+            ]
+        if self.figures:
+            payload["figures"] = self.figures[:10]
+        return dumps(to_jsonable(payload))
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (for the worker pipe and the transcript)."""
+        d = asdict(self)
+        d["summary"] = bound_summary(self.summary)
+        d["findings"] = to_jsonable(self.findings, digits=6)
+        d["tests"] = to_jsonable(self.tests, digits=6)
+        d["arguments"] = to_jsonable(self.arguments)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ToolResult":
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @classmethod
+    def failure(cls, message: str, tool: str = "", arguments: dict | None = None) -> "ToolResult":
+        """A result for a call the caller can fix."""
+        return cls(error=message, tool=tool, arguments=arguments or {})

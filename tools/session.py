@@ -1,0 +1,307 @@
+"""The session workspace: the table, the active row selection, derived columns, per-row artifacts
+and figures of one exploration. It lives inside the sandbox worker."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from serendip.tools.errors import ToolInputError
+from serendip.tools.table import ColumnInfo, Table
+from serendip.tools.thresholds import Thresholds
+
+WORKSPACE_DIRNAME = ".workspace"
+
+
+@dataclass
+class Matrix:
+    """Numeric features of the active rows, ready for a model.
+
+    Attributes:
+        X: The (n_rows, n_columns) float array (scaled when asked).
+        rows: 0-based positions in the table of the rows in ``X``.
+        columns: Names of the columns in ``X``.
+        dropped_columns: Columns left out, with the reason.
+        n_dropped_rows: Active rows left out for missing values.
+        center: Per-column center used in scaling (zeros when unscaled).
+        scale: Per-column scale used in scaling (ones when unscaled).
+    """
+
+    X: np.ndarray
+    rows: np.ndarray
+    columns: list[str]
+    dropped_columns: dict[str, str] = field(default_factory=dict)
+    n_dropped_rows: int = 0
+    center: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+
+class Session:
+    """Everything a tool may read or write during one exploration.
+
+    Args:
+        table: The loaded table.
+        workdir: The run's output directory; figures go to ``workdir/figures`` and per-row artifacts
+            and derived state to ``workdir/.workspace``. Tools write nowhere else.
+        seed: Seed for every random choice.
+        thresholds: Significance, effect and stability thresholds.
+    """
+
+    def __init__(self, table: Table, workdir: str | Path, seed: int = 0,
+                 thresholds: Thresholds | None = None) -> None:
+        self.table = table
+        self.workdir = Path(workdir)
+        self.seed = int(seed)
+        self.thresholds = thresholds or Thresholds()
+        self.figures_dir = self.workdir / "figures"
+        self.workspace = self.workdir / WORKSPACE_DIRNAME
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        (self.workspace / "artifacts").mkdir(parents=True, exist_ok=True)
+        (self.workspace / "derived").mkdir(parents=True, exist_ok=True)
+        self.selection: np.ndarray | None = None
+        self.selection_label: str = "all rows"
+        self.current_tool = ""
+        self.current_id = ""
+        self.result_count = 0
+        self.artifact_names: list[str] = []
+        self.restore()
+
+    # ----------------------------------------------------------------- rows and columns
+    @property
+    def active_rows(self) -> np.ndarray:
+        """0-based table positions of the rows tools currently work on."""
+        if self.selection is None:
+            return np.arange(self.table.n_rows)
+        return self.selection
+
+    def rng(self, salt: int = 0) -> np.random.Generator:
+        """A generator seeded by the session seed (plus ``salt`` for independent streams)."""
+        return np.random.default_rng(self.seed + salt)
+
+    def fail(self, message: str) -> ToolInputError:
+        """A :class:`ToolInputError` prefixed with the current tool's name when it helps."""
+        return ToolInputError(message)
+
+    def resolve_column(self, name: str, param: str = "column", roles: Sequence[str] | None = None) -> str:
+        """Check one column name, with a "did you mean" for unknown names and a role check.
+
+        Args:
+            name: The name as given by the caller.
+            param: The argument name, for the message.
+            roles: Allowed roles (None = any).
+        """
+        cols = self.table.columns
+        if name not in cols:
+            stripped = {c.strip().lower(): c for c in cols}
+            if isinstance(name, str) and name.strip().lower() in stripped:
+                name = stripped[name.strip().lower()]
+            else:
+                close = difflib.get_close_matches(str(name), cols, n=3, cutoff=0.5)
+                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                shown = ", ".join(repr(c) for c in cols[:15]) + (" ..." if len(cols) > 15 else "")
+                raise ToolInputError(
+                    f"The '{param}' parameter of {self.current_tool or 'this tool'} names an unknown column "
+                    f"{str(name)[:80]!r}.{hint} Columns include: {shown}.")
+        if roles is not None and self.table.role(name) not in roles:
+            allowed = [c for c in self.table.columns_with_role(*roles)][:15]
+            raise ToolInputError(
+                f"The '{param}' parameter of {self.current_tool or 'this tool'} needs a column of role "
+                f"{' or '.join(roles)}; {name!r} is {self.table.role(name)}. Such columns: "
+                f"{', '.join(repr(c) for c in allowed) or 'none'}.")
+        return name
+
+    def resolve_columns(self, names: Iterable[str] | None, param: str = "columns",
+                        roles: Sequence[str] | None = ("numeric",), default_all: bool = True) -> list[str]:
+        """Check a list of column names; None or empty means every column of the allowed roles."""
+        if not names:
+            if not default_all:
+                raise ToolInputError(f"The '{param}' parameter of {self.current_tool} must name at least one column.")
+            cols = self.table.columns_with_role(*roles) if roles else self.table.columns
+            if not cols:
+                raise ToolInputError(
+                    f"{self.current_tool} needs {' or '.join(roles or ['any'])} columns and the table has none.")
+            return cols
+        out: list[str] = []
+        for n in names:
+            c = self.resolve_column(n, param=param, roles=roles)
+            if c not in out:
+                out.append(c)
+        return out
+
+    def frame(self, columns: Sequence[str], rows: np.ndarray | None = None) -> pd.DataFrame:
+        """Values of ``columns`` for the active rows (or ``rows``), indexed by table position."""
+        rows = self.active_rows if rows is None else rows
+        return self.table.df.iloc[rows][list(columns)]
+
+    def matrix(self, columns: Sequence[str], *, scaling: str = "standard", missing: str = "drop",
+               min_rows: int = 3, rows: np.ndarray | None = None) -> Matrix:
+        """Numeric matrix of the active rows with a declared missing-value policy and scaling.
+
+        Constant and all-missing columns are left out (and reported); an error says what to change when
+        too few rows or columns remain.
+
+        Args:
+            columns: Numeric column names (already resolved).
+            scaling: 'standard' (mean/std), 'robust' (median/IQR-based scale) or 'none'.
+            missing: 'drop' rows with any missing value, or 'impute' missing cells with the median.
+            min_rows: Fewest usable rows for the tool.
+            rows: Table positions to use instead of the active rows.
+        """
+        rows = self.active_rows if rows is None else rows
+        tool = self.current_tool or "this tool"
+        if len(rows) == 0:
+            raise ToolInputError(f"{tool} got no rows: the table (or the current selection) is empty.")
+        df = self.table.df.iloc[rows][list(columns)]
+        X = df.to_numpy(dtype=float, na_value=np.nan)
+        dropped: dict[str, str] = {}
+        keep = []
+        for j, c in enumerate(columns):
+            col = X[:, j]
+            fin = np.isfinite(col)
+            if not fin.any():
+                dropped[c] = "all values missing"
+            elif np.nanmax(col) == np.nanmin(col):
+                dropped[c] = "constant"
+            else:
+                keep.append(j)
+        if not keep:
+            reasons = "; ".join(f"{k}: {v}" for k, v in list(dropped.items())[:10])
+            raise ToolInputError(f"{tool} has no usable numeric column ({reasons}). Choose other columns.")
+        X = X[:, keep]
+        names = [columns[j] for j in keep]
+        n_before = len(X)
+        if missing == "drop":
+            ok = np.isfinite(X).all(axis=1)
+            X, rows = X[ok], np.asarray(rows)[ok]
+        elif missing == "impute":
+            med = np.nanmedian(X, axis=0)
+            bad = ~np.isfinite(X)
+            X = np.where(bad, med[None, :], X)
+        else:
+            raise ToolInputError(f"The 'missing' parameter of {tool} must be 'drop' or 'impute'. Got {missing!r} instead.")
+        if len(X) < min_rows:
+            raise ToolInputError(
+                f"{tool} needs at least {min_rows} rows with all of {names[:8]} present; got {len(X)} "
+                f"(of {n_before}). Use fewer columns, missing='impute', or a wider selection.")
+        center = np.zeros(X.shape[1])
+        scale = np.ones(X.shape[1])
+        if scaling == "standard":
+            center = X.mean(axis=0)
+            scale = X.std(axis=0)
+        elif scaling == "robust":
+            center = np.median(X, axis=0)
+            q75, q25 = np.percentile(X, [75, 25], axis=0)
+            scale = (q75 - q25) / 1.349
+            fallback = X.std(axis=0)
+            scale = np.where(scale > 0, scale, fallback)
+        elif scaling != "none":
+            raise ToolInputError(f"The 'scaling' parameter of {tool} must be one of ['standard', 'robust', 'none']. Got {scaling!r} instead.")
+        scale = np.where(scale > 0, scale, 1.0)
+        if scaling != "none":
+            X = (X - center) / scale
+        return Matrix(X=np.ascontiguousarray(X), rows=np.asarray(rows), columns=names, dropped_columns=dropped,
+                      n_dropped_rows=n_before - len(X), center=center, scale=scale)
+
+    # ----------------------------------------------------------------- outputs
+    def figure_path(self, stem: str) -> tuple[Path, str]:
+        """Where to write a figure: (absolute path, path relative to the run directory)."""
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:60]
+        name = f"{self.current_id or 'R0'}_{safe}.png"
+        return self.figures_dir / name, f"figures/{name}"
+
+    def artifact_name(self, stem: str) -> str:
+        """A unique per-row artifact name tied to the current result (``R4_cluster``)."""
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:60]
+        return f"{self.current_id or 'R0'}_{safe}"
+
+    def save_artifact(self, name: str, values: np.ndarray, rows: np.ndarray | None = None,
+                      fill: float | int = np.nan) -> str:
+        """Keep a per-row array (one value per table row) in the workspace and return its name.
+
+        Args:
+            name: Artifact name (a column of rows.csv); see :meth:`artifact_name`.
+            values: Values for ``rows`` (or for every table row when ``rows`` is None).
+            rows: Table positions the values belong to.
+            fill: Value for rows not covered (NaN for floats; -1 for labels; 0 for flags).
+        """
+        values = np.asarray(values)
+        if rows is not None:
+            full = np.full(self.table.n_rows, fill, dtype=np.result_type(values.dtype, np.asarray(fill).dtype))
+            full[np.asarray(rows)] = values
+            values = full
+        if len(values) != self.table.n_rows:
+            raise ValueError(f"artifact {name!r} has {len(values)} values for {self.table.n_rows} rows")
+        np.save(self.workspace / "artifacts" / f"{name}.npy", values, allow_pickle=False)
+        if name not in self.artifact_names:
+            self.artifact_names.append(name)
+        return name
+
+    def load_artifact(self, name: str) -> np.ndarray:
+        """A saved per-row array."""
+        path = self.workspace / "artifacts" / f"{name}.npy"
+        if not path.exists():
+            known = ", ".join(self.artifact_names[-10:]) or "none yet"
+            raise ToolInputError(f"No artifact named {name!r}. Known artifacts: {known}.")
+        return np.load(path, allow_pickle=False)
+
+    # ----------------------------------------------------------------- derived state (survives restarts)
+    def add_derived_column(self, name: str, values: np.ndarray, description: str) -> None:
+        """Add a derived numeric column (e.g. residuals) and persist it for worker restarts."""
+        self.table.add_column(name, np.asarray(values, dtype=float),
+                              ColumnInfo(name=name, role="numeric", derived=True, description=description))
+        np.save(self.workspace / "derived" / f"{len(list((self.workspace / 'derived').glob('*.npy'))):04d}.npy",
+                np.asarray(values, dtype=float), allow_pickle=False)
+        self._append_state({"derived": name, "description": description})
+
+    def set_selection(self, rows: np.ndarray | None, label: str) -> None:
+        """Make ``rows`` (table positions) the active rows, or all rows when None; persisted."""
+        self.selection = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self.selection_label = label if rows is not None else "all rows"
+        if rows is not None:
+            np.save(self.workspace / "selection.npy", self.selection, allow_pickle=False)
+        else:
+            (self.workspace / "selection.npy").unlink(missing_ok=True)
+        self._append_state({"selection": self.selection_label})
+
+    def _append_state(self, entry: dict) -> None:
+        with open(self.workspace / "state.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+    def restore(self) -> None:
+        """Reload derived columns, the selection and the result counter after a worker restart."""
+        state = self.workspace / "state.jsonl"
+        if state.exists():
+            derived_files = sorted((self.workspace / "derived").glob("*.npy"))
+            k = 0
+            label = "all rows"
+            for line in state.read_text(encoding="utf-8").splitlines():
+                entry = json.loads(line)
+                if "derived" in entry and k < len(derived_files):
+                    values = np.load(derived_files[k], allow_pickle=False)
+                    k += 1
+                    if entry["derived"] not in self.table.info or self.table.info[entry["derived"]].derived:
+                        self.table.add_column(entry["derived"], values, ColumnInfo(
+                            name=entry["derived"], role="numeric", derived=True, description=entry["description"]))
+                if "selection" in entry:
+                    label = entry["selection"]
+                if "result_count" in entry:
+                    self.result_count = max(self.result_count, int(entry["result_count"]))
+            sel = self.workspace / "selection.npy"
+            if sel.exists():
+                self.selection = np.load(sel, allow_pickle=False)
+                self.selection_label = label
+        for path in sorted((self.workspace / "artifacts").glob("*.npy")):
+            if path.stem not in self.artifact_names:
+                self.artifact_names.append(path.stem)
+
+    def next_result_id(self) -> str:
+        """Give the next result id (R1, R2 ...), persisted so ids stay unique across restarts."""
+        self.result_count += 1
+        self._append_state({"result_count": self.result_count})
+        return f"R{self.result_count}"
