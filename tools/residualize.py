@@ -10,6 +10,7 @@ from scipy import stats as sps
 from sklearn.linear_model import HuberRegressor
 
 from serendip.tools.registry import tool
+from serendip.tools.mdtext import code
 from serendip.tools.result import ToolResult
 
 
@@ -30,60 +31,76 @@ def binned_median_curve(x: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray
     return np.interp(x, centers, medians)
 
 
+def fit_relation(yv: np.ndarray, Xv: np.ndarray, xnames: list[str], method: str, n_bins: int):
+    """Fitted values of y ~ f(x) and the fit's description and coefficients."""
+    if method == "binned_median":
+        fitted = binned_median_curve(Xv[:, 0], yv, n_bins)
+        return fitted, f"running median in {n_bins} quantile bins of {xnames[0]}", {}
+    mu, sd = Xv.mean(axis=0), Xv.std(axis=0)
+    sd = np.where(sd > 0, sd, 1)
+    Z = (Xv - mu) / sd
+    if len(yv) > 200_000:  # Huber is iterative: fit on a seeded sample, predict all rows
+        idx = np.random.default_rng(0).choice(len(yv), 200_000, replace=False)
+        reg = HuberRegressor(max_iter=500).fit(Z[idx], yv[idx])
+    else:
+        reg = HuberRegressor(max_iter=500).fit(Z, yv)
+    fitted = reg.predict(Z)
+    slopes = reg.coef_ / sd
+    coefs = {c: float(v) for c, v in zip(xnames, slopes)}
+    coefs["intercept"] = float(reg.intercept_ - np.sum(reg.coef_ * mu / sd))
+    return fitted, f"robust linear fit on {', '.join(xnames)}", coefs
+
+
 @tool
-def residualize(session, y: str, x: list[str], method: Literal["robust_linear", "binned_median"] = "robust_linear",
+def residualize(session, y: str | list[str], x: list[str],
+                method: Literal["robust_linear", "binned_median"] = "robust_linear",
                 name: str | None = None,
                 n_bins: Annotated[int, Field(ge=3, le=200)] = 20) -> ToolResult:
-    """Control for a known relation: remove y ~ f(x) and add the residuals as a new column.
+    """Control for a known relation: remove y ~ f(x) and add the residuals as new columns.
 
     Use it when a known trend (luminosity, distance, the star-forming main sequence) dominates, then run
-    other tools on the residual column to look beneath it.
+    other tools on the residual columns to look beneath it. Several y columns can be corrected at once.
 
     Args:
-        y: The column to correct.
+        y: The column to correct, or a list of columns (each corrected on its own).
         x: One or more columns to control for (binned_median uses only the first).
         method: 'robust_linear' (Huber regression on the x columns) or 'binned_median' (running median
             of y in quantile bins of x; captures non-linear relations).
-        name: Name of the new column; default 'resid_<y>_vs_<x>'.
+        name: Name of the new column when one y is given; default 'resid_<y>_vs_<x>'.
         n_bins: Number of quantile bins for binned_median.
     """
-    y = session.resolve_column(y, param="y", roles=("numeric",))
+    ys = [y] if isinstance(y, str) else list(y)
+    if not ys:
+        raise session.fail("The 'y' parameter of residualize must name at least one column.")
+    ys = session.resolve_columns(ys, param="y", default_all=False)
     xs = session.resolve_columns(x, param="x", default_all=False)
-    if y in xs:
-        raise session.fail(f"The 'x' parameter of residualize must not contain y ({y!r}).")
-    m = session.matrix([y] + xs, scaling="none", missing="drop", min_rows=10)
-    if m.columns[0] != y or len(m.columns) < 2:
-        raise session.fail(f"residualize cannot use {y!r} or {xs}: {m.dropped_columns}.")
-    yv, Xv = m.X[:, 0], m.X[:, 1:]
-    if method == "binned_median":
-        fitted = binned_median_curve(Xv[:, 0], yv, n_bins)
-        desc = f"{y} minus its running median in {n_bins} bins of {m.columns[1]}"
-        coef_text = ""
-        coefs = {}
-    else:
-        mu, sd = Xv.mean(axis=0), Xv.std(axis=0)
-        sd = np.where(sd > 0, sd, 1)
-        reg = HuberRegressor(max_iter=500).fit((Xv - mu) / sd, yv)
-        fitted = reg.predict((Xv - mu) / sd)
-        slopes = reg.coef_ / sd
-        coefs = {c: float(s) for c, s in zip(m.columns[1:], slopes)}
-        intercept = float(reg.intercept_ - np.sum(reg.coef_ * mu / sd))
-        coefs["intercept"] = intercept
-        desc = f"{y} minus a robust linear fit on {', '.join(m.columns[1:])}"
-        coef_text = "; ".join(f"slope on {k} = {v:.4g}" for k, v in coefs.items() if k != "intercept")
-    resid = yv - fitted
-    new = name or f"resid_{y}_vs_{'_'.join(m.columns[1:])}"[:80]
-    if new in session.table.info and not session.table.info[new].derived:
-        raise session.fail(f"The 'name' parameter of residualize must not overwrite the input column {new!r}.")
-    full = np.full(session.table.n_rows, np.nan)
-    full[m.rows] = resid
-    session.add_derived_column(new, full, desc)
-    explained = 1 - np.var(resid) / np.var(yv) if np.var(yv) > 0 else 0.0
-    rho = sps.spearmanr(Xv[:, 0], resid).statistic if len(resid) > 2 else float("nan")
-    summary = {"new_column": new, "method": method, "n": len(resid), "variance_explained": explained,
-               "coefficients": coefs, "residual_std": float(np.std(resid)),
-               "spearman_resid_vs_first_x": rho, "description": desc}
-    md = (f"**Residualized** `{y}` on {', '.join(f'`{c}`' for c in m.columns[1:])} ({method}, n={len(resid)}): "
-          f"the relation explains {explained:.1%} of the variance of `{y}`. {coef_text} "
-          f"New column `{new}`.")
+    if any(c in xs for c in ys):
+        raise session.fail(f"The 'x' parameter of residualize must not contain a y column ({[c for c in ys if c in xs]}).")
+    if name is not None and len(ys) > 1:
+        raise session.fail("The 'name' parameter of residualize can only be used with a single y column.")
+    per_column, lines = {}, []
+    for yc in ys:
+        m = session.matrix([yc] + xs, scaling="none", missing="drop", min_rows=10)
+        if m.columns[0] != yc or len(m.columns) < 2:
+            raise session.fail(f"residualize cannot use {yc!r} with {xs}: {m.dropped_columns}.")
+        yv, Xv = m.X[:, 0], m.X[:, 1:]
+        fitted, how, coefs = fit_relation(yv, Xv, m.columns[1:], method, n_bins)
+        resid = yv - fitted
+        new = name or f"resid_{yc}_vs_{'_'.join(m.columns[1:])}"[:80]
+        if new in session.table.info and not session.table.info[new].derived:
+            raise session.fail(f"The 'name' parameter of residualize must not overwrite the input column {new!r}.")
+        full = np.full(session.table.n_rows, np.nan)
+        full[m.rows] = resid
+        session.add_derived_column(new, full, f"{yc} minus its {how}")
+        explained = 1 - np.var(resid) / np.var(yv) if np.var(yv) > 0 else 0.0
+        rho = sps.spearmanr(Xv[:, 0], resid).statistic if len(resid) > 2 else float("nan")
+        per_column[yc] = {"new_column": new, "n": len(resid), "variance_explained": explained,
+                          "coefficients": coefs, "residual_std": float(np.std(resid)),
+                          "spearman_resid_vs_first_x": rho}
+        coef_text = "; ".join(f"slope on {code(k)} = {v:.4g}" for k, v in coefs.items() if k != "intercept")
+        lines.append(f"- {code(yc)} → {code(new)}: the {how.split(' on ')[0].split(' in ')[0]} explains "
+                     f"{explained:.1%} of its variance (n = {len(resid)}){'; ' + coef_text if coef_text else ''}.")
+    summary = {"method": method, "controls": xs, "columns": per_column,
+               "new_columns": [v["new_column"] for v in per_column.values()]}
+    md = (f"**Residualized** on {', '.join(code(c) for c in xs)} ({method}):\n\n" + "\n".join(lines))
     return ToolResult(summary=summary, markdown=md)

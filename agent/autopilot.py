@@ -1,0 +1,250 @@
+"""The autopilot: a deterministic planner that runs the data-driven method without a model.
+
+load and profile → data quality → correlations with FDR control → PCA; when one component dominates
+(a known trend such as luminosity or distance), residualize it and look again → UMAP and clustering with
+stability → outliers, including off-relation outliers of the strongest relations → ranked report.
+"""
+
+from __future__ import annotations
+
+import time
+
+from serendip.agent.goal import GoalIntent, parse_goal
+from serendip.agent.outcome import RunOutcome
+from serendip.tools.result import ToolResult
+
+MAX_ANALYSIS_COLUMNS = 40
+UMAP_MIN_ROWS = 200
+
+
+class _Stop(Exception):
+    """A run limit was reached."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Autopilot:
+    """Plans and runs an exploration through the same tools an LLM would call.
+
+    Args:
+        dispatcher: Sends tool calls to the sandbox and records them.
+        dataset: The table overview (columns with roles, sizes, load warnings).
+        cfg: The run configuration (goal, limits).
+        progress: Progress display.
+    """
+
+    def __init__(self, dispatcher, dataset: dict, cfg, progress) -> None:
+        self.d = dispatcher
+        self.dataset = dataset
+        self.cfg = cfg
+        self.progress = progress
+        self.outcome = RunOutcome(status="completed")
+        self.started = time.monotonic()
+        self.steps = 0
+        self.roles = {c["name"]: c["role"] for c in dataset.get("columns", [])}
+        self.intent: GoalIntent = parse_goal(cfg.goal or "", list(self.roles))
+
+    # ------------------------------------------------------------------ plumbing
+    def call(self, tool: str, **arguments) -> ToolResult:
+        """One planner step: check the limits, run the tool, log progress."""
+        if self.steps >= self.cfg.max_steps:
+            raise _Stop("step_limit", f"reached the step limit of {self.cfg.max_steps}")
+        if time.monotonic() - self.started > self.cfg.time_limit:
+            raise _Stop("time_limit", f"reached the time limit of {self.cfg.time_limit:.0f} s")
+        self.steps += 1
+        args = {k: v for k, v in arguments.items() if v is not None}
+        self.progress.step(f"{self.d.next_id()} {tool}")
+        result = self.d.call(tool, args, step=self.steps)
+        status = "ok" if result.ok else f"error: {result.error}"
+        self.progress.done(f"{result.id} {tool} ({result.elapsed:.1f} s) {status[:120]}")
+        return result
+
+    def note(self, text: str) -> None:
+        """Something the planner understood or decided (shown in the report)."""
+        self.outcome.notes.append(text)
+
+    def wants(self, interest: str) -> bool:
+        """Whether the goal asks about ``interest`` (everything when it names none)."""
+        return not self.intent.interests or interest in self.intent.interests
+
+    # ------------------------------------------------------------------ the plan
+    def run(self) -> RunOutcome:
+        """Run the whole plan; a limit ends it early with the matching exit status."""
+        goal = self.cfg.goal or ""
+        self.note(f"Goal read as: {self.intent.describe()}." if goal else
+                  "No goal given: an open exploration of trends, groups and outliers.")
+        try:
+            self.plan()
+        except _Stop as stop:
+            self.outcome.status = stop.status
+            self.outcome.reason = stop.reason
+        self.outcome.steps = self.steps
+        return self.outcome
+
+    def plan(self) -> None:
+        profile = self.call("describe")
+        columns = self.analysis_columns(profile)
+        if len(columns) == 0:
+            self.note("No numeric column is usable for analysis; only the profile was made.")
+            return
+        self.note(f"Analysed {len(columns)} numeric columns: {', '.join(columns[:30])}"
+                  + (" …" if len(columns) > 30 else "") + ".")
+        columns = self.log_transform(profile, columns)
+
+        if len(columns) >= 2 and self.wants("trends"):
+            self.call("correlate", columns=columns)
+        elif len(columns) >= 2:
+            self.call("correlate", columns=columns)  # cheap, and the outlier step needs the strong relations
+
+        working = columns
+        if self.intent.control:
+            working = self.control_for(self.intent.control, columns, reason="the goal asks to control for them")
+
+        if len(working) >= 2:
+            pca = self.call("pca", columns=working)
+            driver = dominant_driver(pca)
+            if driver and driver in working and len(working) >= 3 and not self.intent.control:
+                others = [c for c in working if c != driver]
+                resid = self.control_for([driver], others,
+                                         reason=f"PCA's first component dominates and follows {driver} "
+                                                f"(a dominant, likely known trend)")
+                if resid:
+                    self.call("correlate", columns=resid)
+                    self.call("pca", columns=resid)
+                    working = resid
+
+        if self.wants("groups") and len(working) >= 1 and self.n_rows >= 20:
+            self.find_groups(working)
+        if self.wants("outliers") and self.n_rows >= 20:
+            self.find_outliers(columns, working)
+
+    # ------------------------------------------------------------------ steps
+    @property
+    def n_rows(self) -> int:
+        return int(self.dataset.get("n_rows") or 0)
+
+    def analysis_columns(self, profile: ToolResult) -> list[str]:
+        """Numeric columns worth analysing: not ignored, not mostly missing, not constant; focus first."""
+        numeric = [c for c, r in self.roles.items() if r == "numeric"]
+        bad = unusable_columns(profile)
+        keep = [c for c in numeric if c not in self.intent.ignore and c not in bad]
+        if self.intent.ignore:
+            self.note(f"Left out as asked: {', '.join(self.intent.ignore)}.")
+        dropped = [c for c in numeric if c in bad]
+        if dropped:
+            self.note(f"Left out as unusable (mostly missing or constant): {', '.join(dropped[:20])}.")
+        focus = [c for c in self.intent.focus if c in keep]
+        rest = [c for c in keep if c not in focus]
+        if len(focus) + len(rest) > MAX_ANALYSIS_COLUMNS:
+            rest = rest[: max(0, MAX_ANALYSIS_COLUMNS - len(focus))]
+            self.note(f"The table is wide: the first {MAX_ANALYSIS_COLUMNS} usable numeric columns were analysed.")
+        return focus + rest
+
+    def log_transform(self, profile: ToolResult, columns: list[str]) -> list[str]:
+        """Replace positive heavy-tailed columns by their log10, as the profile suggests."""
+        to_log = [c for c in suggested_log_columns(profile) if c in columns]
+        if not to_log:
+            return columns
+        res = self.call("transform", columns=to_log, kind="log10")
+        if not res.ok:
+            return columns
+        mapping = dict(zip(to_log, res.summary.get("new_columns", [])))
+        self.note(f"Positive heavy-tailed columns analysed as log10: {', '.join(to_log)}.")
+        return [mapping.get(c, c) for c in columns]
+
+    def control_for(self, controls: list[str], columns: list[str], reason: str) -> list[str]:
+        """Residualize ``columns`` on ``controls``; return the residual columns (or the inputs on failure)."""
+        targets = [c for c in columns if c not in controls]
+        if not targets:
+            return columns
+        res = self.call("residualize", y=targets, x=list(controls))
+        if not res.ok:
+            self.note(f"Could not control for {', '.join(controls)}: {res.error}")
+            return columns
+        new = res.summary.get("new_columns") or []
+        self.outcome.controlled.append(f"{', '.join(controls)}: {reason}; {len(new)} columns replaced by their "
+                                       f"residuals (evidence {res.id}).")
+        return list(new)
+
+    def find_groups(self, columns: list[str]) -> None:
+        """Clusterings in feature space and, for larger tables, in a UMAP map."""
+        self.call("cluster", columns=columns, method="gmm")
+        if len(columns) >= 2:
+            self.call("cluster", columns=columns, method="kmeans")
+        if self.n_rows >= UMAP_MIN_ROWS and len(columns) >= 3:
+            emb = self.call("umap", columns=columns)
+            name = embedding_name(emb)
+            if emb.ok and name:
+                self.call("cluster", columns=columns, method="hdbscan", space="umap", embedding=name)
+
+    def find_outliers(self, columns: list[str], working: list[str]) -> None:
+        """Global outliers, then rows off the strongest relations."""
+        self.call("outliers", columns=working, method="isolation_forest")
+        if len(columns) >= 2:
+            self.call("outliers", columns=columns, method="off_relation")
+
+
+# ---------------------------------------------------------------------- reading tool summaries
+def unusable_columns(profile: ToolResult) -> set[str]:
+    """Columns the profile marks constant or mostly missing."""
+    out: set[str] = set()
+    if not profile.ok:
+        return out
+    for col in iter_profile_columns(profile.summary):
+        name = col.get("name")
+        missing = col.get("missing_fraction", col.get("missing", 0)) or 0
+        warnings = " ".join(str(w) for w in col.get("warnings", []) or [])
+        if name and (missing > 0.5 or "constant" in warnings):
+            out.add(name)
+    return out
+
+
+def suggested_log_columns(profile: ToolResult) -> list[str]:
+    """Columns for which the profile suggests a log transform."""
+    if not profile.ok:
+        return []
+    out = []
+    for col in iter_profile_columns(profile.summary):
+        t = str(col.get("suggested_transform") or col.get("transform") or "")
+        if t.startswith("log") and col.get("name"):
+            out.append(col["name"])
+    return out
+
+
+def iter_profile_columns(summary: dict):
+    cols = summary.get("columns")
+    if isinstance(cols, dict):
+        for name, v in cols.items():
+            if isinstance(v, dict):
+                yield {"name": name, **v}
+    elif isinstance(cols, list):
+        for v in cols:
+            if isinstance(v, dict):
+                yield v
+
+
+def dominant_driver(pca: ToolResult) -> str | None:
+    """The column behind a dominant first component, when PCA flags one."""
+    if not pca.ok:
+        return None
+    s = pca.summary
+    dom = s.get("dominant") or s.get("dominant_component")
+    if not dom:
+        return None
+    if isinstance(dom, dict):
+        return dom.get("driver") or dom.get("column") or dom.get("top_feature")
+    return s.get("driver")
+
+
+def embedding_name(result: ToolResult) -> str | None:
+    """The artifact stem of a UMAP embedding (``R5_umap`` for R5_umap1 / R5_umap2)."""
+    if not result.ok:
+        return None
+    s = result.summary
+    if s.get("embedding"):
+        return s["embedding"]
+    arts = [a for a in result.artifacts if a.endswith("1")]
+    return arts[0][:-1] if arts else None

@@ -1,0 +1,61 @@
+"""Dispatching tool calls for a run: ids, the sandbox, the transcript, the ledger, and replay on resume."""
+
+from __future__ import annotations
+
+from serendip.agent.ledger import Ledger
+from serendip.agent.transcript import Transcript
+from serendip.tools.errors import ToolInputError
+from serendip.tools.jsonsafe import to_jsonable
+from serendip.tools.registry import get_spec, validate_arguments
+from serendip.tools.result import ToolResult
+
+
+class Dispatcher:
+    """Sends each tool call to the runner and keeps its result everywhere it belongs.
+
+    On resume, a call identical (same id, tool and validated arguments) to one a previous attempt
+    finished is answered from the stored result instead of being recomputed.
+
+    Args:
+        runner: A started WorkerRunner or LocalRunner.
+        ledger: The run's findings ledger.
+        transcript: The run's transcript.
+        stored: Results of a previous attempt of this run, by id (empty for a fresh run).
+    """
+
+    def __init__(self, runner, ledger: Ledger, transcript: Transcript, stored: dict[str, ToolResult] | None = None):
+        self.runner = runner
+        self.ledger = ledger
+        self.transcript = transcript
+        self.stored = stored or {}
+        self.count = 0
+        self.replayed = 0
+        self.candidate_ids: dict[str, list[str]] = {}
+
+    def next_id(self) -> str:
+        """The id the next result will get."""
+        return f"R{self.count + 1}"
+
+    def _same_call(self, stored: ToolResult, name: str, arguments) -> bool:
+        if stored.tool != name:
+            return False
+        try:
+            args = validate_arguments(get_spec(name), arguments)
+        except ToolInputError:
+            return stored.error is not None and stored.arguments == (arguments if isinstance(arguments, dict) else {})
+        return to_jsonable(args) == to_jsonable(stored.arguments)
+
+    def call(self, name: str, arguments: dict | str | None, step: int) -> ToolResult:
+        """Run (or replay) one call and record it; returns the result with its candidates registered."""
+        rid = self.next_id()
+        stored = self.stored.get(rid)
+        if stored is not None and self._same_call(stored, name, arguments):
+            result = stored
+            self.replayed += 1
+        else:
+            self.stored = {}  # the run diverged from the stored attempt: recompute from here on
+            result = self.runner.call(name, arguments, rid)
+        self.count += 1
+        self.transcript.log_result(result, step)
+        self.candidate_ids[rid] = self.ledger.add_result(result)
+        return result

@@ -1,0 +1,115 @@
+"""The human report in markdown: headline candidates first, then the evidence and its provenance."""
+
+from __future__ import annotations
+
+from serendip.agent.ledger import Ledger
+from serendip.agent.outcome import RunOutcome
+from serendip.agent.report import KIND_TITLES, code, escape_md, finding_block, fmt
+
+FOLLOW_UP = {
+    "trend": "check that the trend holds within subsamples (bins of distance or luminosity, each categorical level) "
+             "and after controlling for shared drivers (`correlate` with `control`); a correlation is not a cause.",
+    "group": "check that the groups are not a survey, field or instrument split; compare them with known classes; "
+             "refit on an independent subsample.",
+    "outlier": "inspect the flagged rows' raw measurements and quality flags before reading physics into them; "
+               "many outliers are bad data.",
+    "data_quality": "fix or mask the implicated columns and rerun the exploration.",
+}
+
+
+def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: RunOutcome, ledger: Ledger,
+                 findings: list[dict], run_info: dict) -> str:
+    """Assemble report.md.
+
+    Args:
+        title: Report title (the table's name).
+        dataset: Dataset overview (n_rows, n_columns, columns, warnings, sha256, path).
+        goal: The user's goal.
+        model: Model name or 'autopilot'.
+        outcome: How the run ended, with the planner's notes and controls.
+        ledger: All results and candidates.
+        findings: The final, ranked findings.
+        run_info: The contents of run.json.
+    """
+    out: list[str] = [f"# Serendip report: {escape_md(title)}", ""]
+    status = outcome.status if outcome.status == "completed" else f"{outcome.status} ({escape_md(outcome.reason)})"
+    out += [f"*Goal:* {escape_md(goal) if goal else '(none given: open exploration)'}  ",
+            f"*Model:* {escape_md(model)}; *seed:* {run_info.get('seed')}; *exit status:* {status}  ",
+            f"*Table:* {fmt(dataset.get('n_rows'))} rows × {fmt(dataset.get('n_columns'))} columns; "
+            f"sha256 `{str(dataset.get('sha256', ''))[:16]}…`", ""]
+    if outcome.summary:
+        out += ["## Summary", "", escape_md(outcome.summary), ""]
+
+    out += ["## Headline candidates", ""]
+    if findings:
+        for f in findings[:8]:
+            out.append(f"- **{f['id']}** ({f['kind']}, score {fmt(f['score'])}): {escape_md(f['title'])}")
+        out.append("")
+    else:
+        out += ["No candidate passed the significance, effect-size and stability thresholds "
+                f"(q ≤ {ledger.thresholds.q_max}, |effect| ≥ {ledger.thresholds.min_effect}, "
+                f"stability ≥ {ledger.thresholds.min_stability}). That is a result too: the table shows no "
+                "structure these tools can support.", ""]
+
+    out += ["## What was understood and done", ""]
+    for note in outcome.notes:
+        out.append(f"- {escape_md(note)}")
+    out.append("")
+
+    out += ["## Dataset and data quality", ""]
+    roles: dict[str, list[str]] = {}
+    for c in dataset.get("columns", []):
+        roles.setdefault(c.get("role", "?"), []).append(c["name"])
+    for role, names in roles.items():
+        shown = ", ".join(code(n, 40) for n in names[:25]) + (f" … (+{len(names) - 25})" if len(names) > 25 else "")
+        out.append(f"- {role} ({len(names)}): {shown}")
+    for w in dataset.get("warnings", [])[:20]:
+        out.append(f"- loading note: {escape_md(w)}")
+    out.append("")
+    for f in [f for f in findings if f["kind"] == "data_quality"]:
+        out.append(finding_block(f))
+
+    out += ["## What was controlled for and why", ""]
+    if outcome.controlled:
+        out += [f"- {escape_md(c)}" for c in outcome.controlled]
+    else:
+        out.append("- Nothing: no single known trend dominated the table.")
+    out.append("")
+
+    for kind in ("trend", "group", "outlier"):
+        sel = [f for f in findings if f["kind"] == kind]
+        out += [f"## {KIND_TITLES[kind]}", ""]
+        if not sel:
+            out += [f"No {kind} passed the thresholds.", ""]
+        for f in sel:
+            out.append(finding_block(f))
+
+    out += ["## Caveats and suggested follow-up", ""]
+    kinds = sorted({f["kind"] for f in findings})
+    for k in kinds:
+        out.append(f"- {KIND_TITLES[k]}: {FOLLOW_UP[k]}")
+    out.append("- Every statistic above comes from a tool result named under *Evidence*; q-values are "
+               "Benjamini–Hochberg adjusted over all "
+               f"{len(ledger.run_pvalues())} tests of this run.")
+    dismissed = [c for c in ledger.candidates.values() if c.status == "dismissed"]
+    if dismissed:
+        out += ["", "Candidates set aside:"]
+        for c in dismissed[:30]:
+            out.append(f"- {c.cid} ({escape_md(c.finding.get('title', ''))}): {escape_md(c.reason)}")
+    out.append("")
+
+    out += ["## Provenance", "", "| result | tool | arguments | status | seconds |", "|---|---|---|---|---|"]
+    for r in ledger.results.values():
+        args = ", ".join(f"{k}={v}" for k, v in r.arguments.items() if v not in (None, [], ""))
+        args = args.replace("|", "\\|")
+        if len(args) > 120:
+            args = args[:119] + "…"
+        state = "ok" if r.ok else "error: " + escape_md(r.error or "")[:100].replace("|", "\\|")
+        out.append(f"| {r.id} | {r.tool} | {code(args, 120) if args else ''} | {state} | {r.elapsed:.2f} |")
+    out += ["", f"Versions: {', '.join(f'{k} {v}' for k, v in run_info.get('versions', {}).items())}.", ""]
+
+    out += ["## Appendix: tool results", ""]
+    for r in ledger.results.values():
+        if r.ok and r.markdown:
+            out += [f"### {r.id}: {r.tool}", "", r.markdown, ""]
+    return "\n".join(out)

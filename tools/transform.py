@@ -1,0 +1,68 @@
+"""The ``transform`` tool: derived columns on a better scale (log10, asinh, rank), for heavy-tailed data."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from scipy import stats as sps
+
+from serendip.tools.registry import tool
+from serendip.tools.mdtext import code
+from serendip.tools.result import ToolResult
+
+
+def apply_transform(x: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
+    """Transformed values and a note on how non-positive values were handled."""
+    if kind == "log10":
+        bad = np.isfinite(x) & (x <= 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.where(bad, np.nan, np.log10(np.where(bad, 1.0, x)))
+        note = f"{int(bad.sum())} non-positive values set missing" if bad.any() else ""
+        return y, note
+    if kind == "asinh":
+        fin = x[np.isfinite(x)]
+        scale = np.median(np.abs(fin - np.median(fin))) if len(fin) else 1.0
+        scale = scale if scale > 0 else 1.0
+        return np.arcsinh(x / scale), f"asinh(x / {scale:.4g}) (scale = MAD)"
+    if kind == "rank":
+        y = np.full(len(x), np.nan)
+        ok = np.isfinite(x)
+        y[ok] = sps.rankdata(x[ok]) / max(ok.sum(), 1)
+        return y, "fractional rank in (0, 1]"
+    raise ValueError(kind)
+
+
+@tool
+def transform(session, columns: list[str], kind: Literal["log10", "asinh", "rank"] = "log10") -> ToolResult:
+    """Add transformed copies of columns (log10, asinh or rank) as new derived columns.
+
+    Use it before PCA, clustering or outlier detection on positive heavy-tailed columns (masses,
+    luminosities, fluxes — describe suggests which): log10 puts them on the scale most relations are
+    linear on. New columns are named like 'log10_<column>'.
+
+    Args:
+        columns: Numeric columns to transform.
+        kind: 'log10' (non-positive values become missing), 'asinh' (signed heavy tails; scaled by the
+            MAD) or 'rank' (fractional ranks).
+    """
+    cols = session.resolve_columns(columns, param="columns", default_all=False)
+    made, notes = [], {}
+    rows_md = []
+    for c in cols:
+        x = session.table.df[c].to_numpy(dtype=float, na_value=np.nan)
+        y, note = apply_transform(x, kind)
+        if not np.isfinite(y).any():
+            raise session.fail(f"transform with kind={kind!r} leaves no finite value in {c!r}; choose 'asinh' "
+                               "for columns with zero or negative values.")
+        name = f"{kind}_{c}"
+        if name in session.table.info and not session.table.info[name].derived:
+            name = f"{kind}_{c}_derived"
+        session.add_derived_column(name, y, f"{kind} of {c}" + (f"; {note}" if note else ""))
+        made.append(name)
+        if note:
+            notes[name] = note
+        rows_md.append(f"{code(c)} → {code(name)}" + (f" ({note})" if note else ""))
+    summary = {"kind": kind, "new_columns": made, "notes": notes}
+    md = f"**Transformed** ({kind}): " + "; ".join(rows_md) + "."
+    return ToolResult(summary=summary, markdown=md)
