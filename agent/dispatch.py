@@ -49,13 +49,14 @@ class Dispatcher:
         """Run (or replay) one call and record it; returns the result with its candidates registered."""
         rid = self.next_id()
         stored = self.stored.get(rid)
-        if stored is not None and self._same_call(stored, name, arguments):
+        replayed = stored is not None and self._same_call(stored, name, arguments)
+        if replayed:
             result = stored
             self.replayed += 1
         else:
             self.stored = {}  # the run diverged from the stored attempt: recompute from here on
             result = self.runner.call(name, arguments, rid)
         self.count += 1
-        self.transcript.log_result(result, step)
+        self.transcript.log_result(result, step, replayed=replayed)
         self.candidate_ids[rid] = self.ledger.add_result(result)
         return result

@@ -58,7 +58,7 @@ class ExploreConfig:
     api_key: str | None = field(default=None, repr=False)
     seed: int = 0
     max_steps: int = 40
-    max_tokens: int = 400_000
+    max_tokens: int = 1_000_000
     time_limit: float = 3600.0
     tool_time_limit: float = 600.0
     memory_limit_mb: int = 8192

@@ -31,14 +31,15 @@ class Transcript:
             fh.write(json.dumps(to_jsonable(record, digits=6), ensure_ascii=False) + "\n")
             fh.flush()
 
-    def log_result(self, result: ToolResult, step: int) -> None:
+    def log_result(self, result: ToolResult, step: int, replayed: bool = False) -> None:
         """Record a tool call: its summary in the transcript, the full result in the workspace."""
         full = result.to_dict()
         (self.results_dir / f"{result.id}.json").write_text(json.dumps(full, ensure_ascii=False), encoding="utf-8")
         self.append({"type": "tool_result", "step": step, "id": result.id, "tool": result.tool,
                      "arguments": result.arguments, "ok": result.ok, "error": result.error,
                      "summary": full["summary"] if result.ok else None, "elapsed_s": round(result.elapsed, 3),
-                     "n_findings": len(result.findings), "figures": result.figures})
+                     "n_findings": len(result.findings), "figures": result.figures,
+                     **({"replayed": True} if replayed else {})})
 
     def records(self) -> list[dict]:
         """All records so far (a torn last line from a crash is ignored)."""

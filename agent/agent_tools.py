@@ -1,0 +1,129 @@
+"""The tools the model uses to shape the report: record or dismiss a candidate, and finish.
+
+They run in the agent (they touch only the findings ledger), but are declared like the sandbox tools: a
+typed function with a Google-style docstring, validated by the same registry code, so that a bad call
+gets the same kind of fix-it message. A finding can only be recorded by citing a candidate a tool
+result proposed: its numbers come from that result, never from the model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+from serendip.tools.errors import ToolInputError
+from serendip.tools.jsonsafe import dumps, to_jsonable
+from serendip.tools.registry import ToolSpec, build_spec, validate_arguments
+
+_RESULT_ID = re.compile(r"^R\d+$")
+
+
+@dataclass
+class AgentReply:
+    """What an agent tool call returns to the loop.
+
+    Attributes:
+        content: The text the model sees (JSON).
+        ok: False when the call was refused (the model can fix it).
+        finished: True when the model asked to end the run.
+        summary: The closing summary given to finish.
+    """
+
+    content: str
+    ok: bool = True
+    finished: bool = False
+    summary: str = ""
+
+
+def _candidate(dispatcher, candidate: str):
+    cid = candidate.strip().upper()
+    ledger = dispatcher.ledger
+    if cid in ledger.candidates:
+        return ledger.candidates[cid]
+    if _RESULT_ID.match(cid):
+        proposed = dispatcher.candidate_ids.get(cid)
+        if proposed:
+            raise ToolInputError(f"{cid} is a tool result id; cite one of the candidate ids it proposed: "
+                                 f"{', '.join(proposed)}.")
+        raise ToolInputError(f"{cid} is a tool result id and proposed no candidate. Record only candidates "
+                             "(ids C1, C2, ...) listed under 'candidates' in a tool result.")
+    open_ids = [c.cid for c in ledger.candidates.values() if c.status == "open"][-20:]
+    known = ", ".join(open_ids) if open_ids else "none yet (run a tool that proposes candidates first)"
+    raise ToolInputError(f"There is no candidate {candidate[:40]!r}. Open candidates: {known}.")
+
+
+def record_finding(session, candidate: str, interpretation: Annotated[str, Field(min_length=1)],
+                   title: str | None = None) -> AgentReply:
+    """Record a candidate a tool proposed as a finding of the report, with your reading of it.
+
+    The statistics come from the tool result that proposed the candidate; cite its id (C1, C2, ...),
+    never type numbers yourself. Record only what survives the controls you ran, and say which caveats
+    remain (selection effects, shared drivers, data quality).
+
+    Args:
+        candidate: The candidate id (C1, C2, ...) from the 'candidates' list of a tool result.
+        interpretation: What the finding means and its caveats, in a few sentences; cite result ids (R3)
+            for the evidence you rely on.
+        title: A clearer one-line title (optional; default: the tool's title).
+    """
+    cand = _candidate(session, candidate)
+    cand = session.ledger.record(cand.cid, title=title, note=interpretation)
+    f = cand.finding
+    passes = session.ledger.passes(f)
+    t = session.ledger.thresholds
+    reply = {"ok": True, "recorded": cand.cid, "kind": f.get("kind"), "title": f.get("title"),
+             "columns": f.get("columns"), "stats": f.get("stats"), "evidence": f.get("evidence")}
+    if not passes:
+        reply["note"] = (f"This candidate is below the reporting thresholds (q <= {t.q_max}, |effect| >= "
+                         f"{t.min_effect}, stability >= {t.min_stability}) and will not appear in the report.")
+    return AgentReply(content=dumps(to_jsonable(reply)))
+
+
+def dismiss_finding(session, candidate: str, reason: Annotated[str, Field(min_length=1)]) -> AgentReply:
+    """Set a candidate aside: a systematic (survey, instrument, selection), a known trend, or an artefact.
+
+    Args:
+        candidate: The candidate id (C1, C2, ...).
+        reason: Why it is not a finding, citing the evidence (result ids) where there is some.
+    """
+    cand = _candidate(session, candidate)
+    session.ledger.dismiss(cand.cid, reason)
+    return AgentReply(content=dumps({"ok": True, "dismissed": cand.cid}))
+
+
+def finish(session, summary: Annotated[str, Field(min_length=1)]) -> AgentReply:
+    """End the exploration with a closing summary for the report.
+
+    Call it when the method is done or the budget is nearly spent, after recording the findings you
+    stand behind.
+
+    Args:
+        summary: What was found and what was controlled for, in a short paragraph, citing finding
+            candidates (C ids) and result ids (R ids); no numbers that no tool result holds.
+    """
+    open_n = sum(c.status == "open" for c in session.ledger.candidates.values())
+    return AgentReply(content=dumps({"ok": True, "finished": True, "open_candidates_left": open_n}),
+                      finished=True, summary=summary.strip())
+
+
+AGENT_TOOLS: dict[str, ToolSpec] = {name: build_spec(func, name) for name, func in
+                                    (("record_finding", record_finding), ("dismiss_finding", dismiss_finding),
+                                     ("finish", finish))}
+
+
+def agent_tool_schemas() -> list[dict]:
+    """OpenAI-format specs of the agent tools."""
+    return [spec.openai_tool() for spec in AGENT_TOOLS.values()]
+
+
+def call_agent_tool(dispatcher, name: str, arguments: dict | str | None) -> AgentReply:
+    """Validate and run one agent tool call; a problem the model can fix comes back as an error reply."""
+    spec = AGENT_TOOLS[name]
+    try:
+        args = validate_arguments(spec, arguments)
+        return spec.func(dispatcher, **args)
+    except ToolInputError as exc:
+        return AgentReply(content=dumps({"tool": name, "ok": False, "error": str(exc)}), ok=False)

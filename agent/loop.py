@@ -1,0 +1,405 @@
+"""The LLM agent loop: ask the model, run the tools it calls, send back the results, until it finishes
+or a limit is reached.
+
+Our own explicit loop (in the manner of mini-swe-agent), not a framework agent: one model call per
+step through a LangChain chat model with the tools bound; every tool call answered by a ToolMessage
+(results, and errors the model can fix: unknown tool, arguments that are not JSON or of the wrong
+type); control flow by a :class:`Stop` exception carrying the exit status; transient provider failures
+retried with exponential backoff; every message appended to the transcript as the run goes, so that
+``--resume`` can rebuild the conversation and the Dispatcher can replay finished tool calls.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import openai
+from langchain_core.exceptions import ContextOverflowError, ModelError
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
+from serendip.agent.agent_tools import AGENT_TOOLS, agent_tool_schemas, call_agent_tool
+from serendip.agent.outcome import RunOutcome
+from serendip.agent.prompts import reminder_prompt, wrap_up_prompt
+from serendip.tools.jsonsafe import dumps, to_jsonable
+
+MAX_CANDIDATES_SHOWN = 15
+MAX_CALLS_PER_TURN = 10
+TRANSIENT_STATUS = (408, 409, 429)
+
+
+@dataclass
+class LoopLimits:
+    """Budgets and retry policy of one LLM run.
+
+    Attributes:
+        max_steps: Most model turns.
+        max_tokens: Most tokens (prompt + completion, summed over calls).
+        time_limit: Wall-clock seconds.
+        max_tries: Attempts per model call when the provider fails transiently.
+        retry_base_delay: First backoff delay in seconds (doubled at each retry).
+        retry_max_delay: Longest single backoff delay.
+        wrap_up_steps: Tell the model to wrap up when this many turns are left ...
+        wrap_up_fraction: ... or when this fraction of the token or time budget is spent.
+    """
+
+    max_steps: int = 40
+    max_tokens: int = 400_000
+    time_limit: float = 3600.0
+    max_tries: int = 5
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 30.0
+    wrap_up_steps: int = 2
+    wrap_up_fraction: float = 0.85
+
+
+class Stop(Exception):
+    """Ends the loop with an exit status and a one-line reason."""
+
+    def __init__(self, status: str, reason: str = "") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``TypeName (status): first line of the message``, bounded."""
+    status = getattr(exc, "status_code", None)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    head = type(exc).__name__ + (f" ({status})" if status else "")
+    return f"{head}: {text}"[:limit] if text else head
+
+
+def provider_failure(exc: BaseException) -> str | None:
+    """'transient' (worth retrying), 'fatal' (a provider refusal), or None (not a provider failure)."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        return "transient" if status in TRANSIENT_STATUS or status >= 500 else "fatal"
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return "transient"
+    if isinstance(exc, ModelError):
+        return "transient" if exc.is_retryable else "fatal"
+    if isinstance(exc, openai.OpenAIError):
+        return "fatal"
+    return None
+
+
+def retry_after(exc: BaseException) -> float:
+    """Seconds the provider asked us to wait (Retry-After header), or 0."""
+    response = getattr(exc, "response", None)
+    try:
+        return float(response.headers.get("retry-after", 0)) if response is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def message_text(message: BaseMessage) -> str:
+    """The text of a message whatever its content format."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return message.text if hasattr(message, "text") else str(content)
+
+
+def safe(text: Any, limit: int = 80) -> str:
+    """A string for the progress display: control characters escaped, bounded."""
+    return json.dumps(str(text), ensure_ascii=True)[1:-1][:limit]
+
+
+def candidates_brief(ledger, ids: list[str]) -> list[dict]:
+    """What the model needs to cite candidates: id, kind, title, columns and the key statistics."""
+    keys = ("effect", "q_value", "n", "n_groups", "stability", "n_flagged", "method")
+    out = []
+    for cid in ids[:MAX_CANDIDATES_SHOWN]:
+        f = ledger.candidates[cid].finding
+        stats = {k: v for k, v in (f.get("stats") or {}).items() if k in keys}
+        out.append({"id": cid, "kind": f.get("kind"), "title": str(f.get("title", ""))[:160],
+                    "columns": list(f.get("columns") or [])[:6], "novelty": f.get("novelty", "candidate"),
+                    "stats": stats})
+    return out
+
+
+def result_text(result, candidate_ids: list[str], ledger) -> str:
+    """The ToolMessage text of a sandbox result: its model face, with the ids of the candidates it proposed."""
+    payload = json.loads(result.for_model())
+    if candidate_ids:
+        payload.pop("candidate_findings", None)
+        payload["candidates"] = candidates_brief(ledger, candidate_ids)
+        if len(candidate_ids) > MAX_CANDIDATES_SHOWN:
+            payload["more_candidates"] = len(candidate_ids) - MAX_CANDIDATES_SHOWN
+    return dumps(to_jsonable(payload))
+
+
+def tool_error(name: str, message: str) -> str:
+    """The ToolMessage text of a call refused before reaching any tool."""
+    return dumps({"tool": str(name)[:60], "ok": False, "error": message})
+
+
+class AgentLoop:
+    """One conversation between a chat model and the tools.
+
+    Args:
+        chat_model: A LangChain chat model that supports ``bind_tools``.
+        dispatcher: Runs sandbox tool calls and keeps the ledger (see :class:`~serendip.agent.dispatch.Dispatcher`).
+        transcript: The run's transcript.
+        limits: Budgets and retry policy.
+        progress: Progress display (None for silence).
+        clock: Monotonic clock (injectable for tests).
+        sleep: Sleep function (injectable for tests).
+    """
+
+    def __init__(self, chat_model, dispatcher, transcript, limits: LoopLimits | None = None, progress=None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.dispatcher = dispatcher
+        self.transcript = transcript
+        self.limits = limits or LoopLimits()
+        self.progress = progress
+        self.clock = clock
+        self.sleep = sleep
+        self.sandbox_schemas = list(dispatcher.runner.tool_schemas())
+        self.sandbox_tools = {s["function"]["name"] for s in self.sandbox_schemas}
+        self.schemas = self.sandbox_schemas + agent_tool_schemas()
+        self.tool_names = sorted(self.sandbox_tools) + list(AGENT_TOOLS)
+        self.model = chat_model.bind_tools(self.schemas)
+        self.messages: list[BaseMessage] = []
+        self.steps = 0
+        self.tokens = 0
+        self.summary = ""
+        self.finished = False
+        self.no_tool_streak = 0
+        self.warned = False
+        self.started = clock()
+        self._replaying = False
+        self._logged_calls: set[str] = set()
+
+    # ------------------------------------------------------------------ public
+    def run(self, messages: list[BaseMessage]) -> RunOutcome:
+        """Start a conversation from ``messages`` (system and task prompts) and run it to the end."""
+        for m in messages:
+            self._append(m)
+        return self._drive()
+
+    def resume(self, records: list[dict]) -> RunOutcome:
+        """Rebuild the conversation from transcript records, replaying finished tool calls, and go on."""
+        return self._drive(records)
+
+    # ------------------------------------------------------------------ the loop
+    def _drive(self, records: list[dict] | None = None) -> RunOutcome:
+        self.started = self.clock()
+        status, reason = "completed", ""
+        try:
+            if records is not None:
+                self._rebuild(records)
+            while not self.finished:
+                self._check_limits()
+                self._maybe_wrap_up()
+                self._step()
+        except Stop as stop:
+            status, reason = stop.status, stop.reason
+        except KeyboardInterrupt:
+            status, reason = "interrupted", "interrupted by the user"
+        return RunOutcome(status=status, reason=reason, steps=self.steps, tokens=self.tokens, summary=self.summary)
+
+    def _step(self) -> None:
+        n = self.steps + 1
+        self._say("step", f"step {n}/{self.limits.max_steps}: waiting for the model")
+        ai = self._query()
+        self.steps = n
+        used, estimated = self._count_tokens(ai)
+        self.tokens += used
+        for i, call in enumerate(list(ai.tool_calls) + list(ai.invalid_tool_calls)):
+            call["id"] = call.get("id") or f"call_{n}_{i}"  # some local servers omit ids; replies must match
+        self._log_ai(ai, used, estimated)
+        self.messages.append(ai)
+        self._handle_turn(ai)
+
+    def _handle_turn(self, ai: AIMessage) -> None:
+        """Answer every tool call of a model turn (or remind it to use tools)."""
+        calls = list(ai.tool_calls) + list(ai.invalid_tool_calls)
+        if not calls:
+            self.no_tool_streak += 1
+            if self.no_tool_streak >= 2:
+                self.summary = self.summary or message_text(ai).strip()
+                raise Stop("completed", "the model stopped calling tools")
+            if not self._replaying:
+                self._append(HumanMessage(reminder_prompt()), kind="reminder")
+            return
+        self.no_tool_streak = 0
+        n_valid = len(ai.tool_calls)
+        for i, call in enumerate(calls):
+            if i >= MAX_CALLS_PER_TURN:
+                self._refuse(call, f"Only {MAX_CALLS_PER_TURN} tool calls are run per turn; this one was not. "
+                                   "Make fewer calls per turn.")
+            elif i >= n_valid:
+                self._answer(call.get("name"), call.get("args") if call.get("args") is not None else "", call["id"],
+                             parse_error=call.get("error") or "invalid tool call")
+            else:
+                self._answer(call["name"], call.get("args"), call["id"])
+        if self.finished:
+            raise Stop("completed", "")
+
+    def _answer(self, name, arguments, call_id: str, parse_error: str | None = None) -> None:
+        """Run one tool call and append its ToolMessage."""
+        record: dict[str, Any] = {"tool_call_id": call_id, "tool": str(name)[:60]}
+        if not isinstance(name, str) or name not in self.sandbox_tools and name not in AGENT_TOOLS:
+            close = difflib.get_close_matches(str(name), self.tool_names, n=2, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            content = tool_error(str(name), f"There is no tool named {str(name)[:60]!r}.{hint} "
+                                            f"Tools: {', '.join(self.tool_names)}.")
+            record["ok"] = False
+            self._say("done", f"step {self.steps}: unknown tool {safe(name, 40)}")
+        elif name in AGENT_TOOLS:
+            reply = call_agent_tool(self.dispatcher, name, arguments)
+            content = reply.content
+            record["ok"] = reply.ok
+            if reply.finished:
+                self.finished = True
+                self.summary = reply.summary
+            self._say("done", f"step {self.steps}: {name} {'ok' if reply.ok else 'refused'}")
+        else:
+            result = self.dispatcher.call(name, arguments, self.steps)
+            content = result_text(result, self.dispatcher.candidate_ids.get(result.id, []), self.dispatcher.ledger)
+            record.update(ok=result.ok, result_id=result.id)
+            self._say("done", f"step {self.steps}: {result.id} {name} "
+                              f"{'ok' if result.ok else 'error: ' + safe(result.error, 60)}")
+        if parse_error:
+            record["parse_error"] = str(parse_error)[:300]
+        if "result_id" not in record:
+            record["content"] = content
+        self._append(ToolMessage(content=content, tool_call_id=call_id), role="tool", extra=record)
+
+    def _refuse(self, call: dict, message: str) -> None:
+        content = tool_error(str(call.get("name")), message)
+        self._append(ToolMessage(content=content, tool_call_id=call["id"]), role="tool",
+                     extra={"tool_call_id": call["id"], "tool": str(call.get("name"))[:60], "ok": False,
+                            "content": content})
+
+    # ------------------------------------------------------------------ the model call
+    def _query(self) -> AIMessage:
+        """One model call, retrying transient provider failures with exponential backoff."""
+        for attempt in range(1, self.limits.max_tries + 1):
+            try:
+                return self.model.invoke(self.messages)
+            except Exception as exc:  # noqa: BLE001 - classified below; anything else propagates
+                kind = provider_failure(exc)
+                if kind is None:
+                    raise
+                reason = one_line(exc)
+                if isinstance(exc, ContextOverflowError):
+                    raise Stop("token_limit",
+                               f"the conversation no longer fits the model's context: {reason}") from None
+                if kind == "fatal":
+                    raise Stop("error", f"the model provider refused the request: {reason}") from None
+                if attempt == self.limits.max_tries:
+                    raise Stop("error", f"the model provider failed {attempt} times; last: {reason}") from None
+                delay = min(self.limits.retry_max_delay,
+                            max(self.limits.retry_base_delay * 2 ** (attempt - 1), retry_after(exc)))
+                if self.clock() - self.started + delay > self.limits.time_limit:
+                    raise Stop("time_limit", f"reached the time limit of {self.limits.time_limit:.0f} s "
+                                             f"while the model provider was failing ({reason})") from None
+                self.transcript.append({"type": "model_retry", "step": self.steps + 1, "attempt": attempt,
+                                        "error": reason, "delay_s": round(delay, 3)})
+                self._say("done", f"model call failed ({safe(reason, 100)}); retry {attempt} in {delay:.1f} s")
+                self.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _count_tokens(self, ai: AIMessage) -> tuple[int, bool]:
+        """Tokens of a call from the response's usage metadata; else about four characters a token."""
+        usage = ai.usage_metadata or {}
+        total = usage.get("total_tokens") or (usage.get("input_tokens", 0) + usage.get("output_tokens", 0))
+        if total:
+            return int(total), False
+        chars = sum(len(message_text(m)) for m in self.messages) + len(dumps(self.schemas))
+        chars += len(message_text(ai)) + sum(len(json.dumps(c.get("args"), default=str)) for c in ai.tool_calls)
+        return max(1, chars // 4), True
+
+    # ------------------------------------------------------------------ limits
+    def _check_limits(self) -> None:
+        lim = self.limits
+        if self.steps >= lim.max_steps:
+            raise Stop("step_limit", f"reached the step limit of {lim.max_steps}")
+        if self.tokens >= lim.max_tokens:
+            raise Stop("token_limit", f"used {self.tokens} tokens of the {lim.max_tokens} allowed")
+        if self.clock() - self.started >= lim.time_limit:
+            raise Stop("time_limit", f"reached the time limit of {lim.time_limit:.0f} s")
+
+    def _maybe_wrap_up(self) -> None:
+        """Once, when the budget is nearly spent, tell the model to record, dismiss and finish."""
+        if self.warned or self.steps == 0:
+            return
+        lim = self.limits
+        left = lim.max_steps - self.steps
+        reason = ""
+        if left <= lim.wrap_up_steps:
+            reason = f"{left} turn{'s' if left != 1 else ''} left"
+        elif self.tokens >= lim.wrap_up_fraction * lim.max_tokens:
+            reason = f"{self.tokens} of {lim.max_tokens} tokens used"
+        elif self.clock() - self.started >= lim.wrap_up_fraction * lim.time_limit:
+            reason = f"{self.clock() - self.started:.0f} of {lim.time_limit:.0f} s used"
+        if reason:
+            self.warned = True
+            self._append(HumanMessage(wrap_up_prompt(reason, self.dispatcher.ledger)), kind="wrap_up")
+
+    # ------------------------------------------------------------------ transcript
+    def _append(self, message: BaseMessage, role: str | None = None, kind: str | None = None,
+                extra: dict | None = None) -> None:
+        """Add a message to the conversation and (unless it is being rebuilt) to the transcript."""
+        self.messages.append(message)
+        role = role or {"system": "system", "human": "user"}.get(message.type, message.type)
+        if self._replaying and (role != "tool" or extra["tool_call_id"] in self._logged_calls):
+            return
+        record = {"type": "message", "step": self.steps, "role": role}
+        if kind:
+            record["kind"] = kind
+        if extra:
+            record.update(extra)
+        else:
+            record["content"] = message_text(message)
+        self.transcript.append(record)
+
+    def _log_ai(self, ai: AIMessage, used: int, estimated: bool) -> None:
+        self.transcript.append({
+            "type": "message", "step": self.steps, "role": "assistant", "content": message_text(ai),
+            "tool_calls": [{"id": c.get("id"), "name": c.get("name"), "args": c.get("args")} for c in ai.tool_calls],
+            "invalid_tool_calls": [{"id": c.get("id"), "name": c.get("name"), "args": c.get("args"),
+                                    "error": str(c.get("error") or "")[:300]} for c in ai.invalid_tool_calls],
+            "usage": dict(ai.usage_metadata or {}), "tokens": used, "tokens_estimated": estimated,
+            "model": (ai.response_metadata or {}).get("model_name"),
+            "finish_reason": (ai.response_metadata or {}).get("finish_reason")})
+
+    def _rebuild(self, records: list[dict]) -> None:
+        """Replay the logged conversation: messages as they were, tool calls through the Dispatcher
+        (finished ones answered from their stored results) and the agent tools (the ledger's decisions)."""
+        messages = [r for r in records if r.get("type") == "message"]
+        self._logged_calls = {r.get("tool_call_id") for r in messages if r.get("role") == "tool"}
+        self._replaying = True
+        try:
+            for r in messages:
+                role = r.get("role")
+                if role in ("system", "user"):
+                    cls = SystemMessage if role == "system" else HumanMessage
+                    self.messages.append(cls(r.get("content") or ""))
+                    self.warned = self.warned or r.get("kind") == "wrap_up"
+                elif role == "assistant":
+                    ai = AIMessage(
+                        content=r.get("content") or "",
+                        tool_calls=[{"id": c.get("id"), "name": c.get("name") or "", "args": c.get("args") or {},
+                                     "type": "tool_call"} for c in r.get("tool_calls") or []],
+                        invalid_tool_calls=[{"id": c.get("id"), "name": c.get("name"), "args": c.get("args"),
+                                             "error": c.get("error"), "type": "invalid_tool_call"}
+                                            for c in r.get("invalid_tool_calls") or []])
+                    self.steps += 1
+                    self.tokens += int(r.get("tokens") or 0)
+                    self.messages.append(ai)
+                    self._handle_turn(ai)
+        finally:
+            self._replaying = False
+        if self.steps:
+            self._say("done", f"resumed after step {self.steps}: {self.dispatcher.replayed} tool calls replayed")
+
+    def _say(self, how: str, text: str) -> None:
+        if self.progress is not None:
+            getattr(self.progress, how)(text)
