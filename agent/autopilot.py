@@ -7,6 +7,7 @@ stability → outliers, including off-relation outliers of the strongest relatio
 
 from __future__ import annotations
 
+import re
 import time
 
 from serendip.agent.goal import GoalIntent, parse_goal
@@ -46,6 +47,7 @@ class Autopilot:
         self.steps = 0
         self.roles = {c["name"]: c["role"] for c in dataset.get("columns", [])}
         self.intent: GoalIntent = parse_goal(cfg.goal or "", list(self.roles))
+        self.log_names: dict[str, str] = {}
 
     # ------------------------------------------------------------------ plumbing
     def call(self, tool: str, **arguments) -> ToolResult:
@@ -85,75 +87,99 @@ class Autopilot:
         return self.outcome
 
     def plan(self) -> None:
-        profile = self.call("describe")
-        columns = self.analysis_columns(profile)
-        if len(columns) == 0:
+        profile = self.call("describe", page_size=50)
+        columns, discrete = self.analysis_columns(profile)
+        if not columns:
             self.note("No numeric column is usable for analysis; only the profile was made.")
             return
         self.note(f"Analysed {len(columns)} numeric columns: {', '.join(columns[:30])}"
                   + (" …" if len(columns) > 30 else "") + ".")
-        columns = self.log_transform(profile, columns)
+        if discrete:
+            self.note(f"Columns with few distinct values ({', '.join(discrete[:10])}) enter the correlations but "
+                      "not the maps, groupings and outlier searches.")
+        columns = self.log_transform(columns)
+        continuous = [c for c in columns if c not in set(discrete)]
 
-        if len(columns) >= 2 and self.wants("trends"):
+        for by in self.split_columns():
+            self.call("compare", by=by, columns=continuous[:MAX_ANALYSIS_COLUMNS])
+
+        if len(columns) >= 2:
             self.call("correlate", columns=columns)
-        elif len(columns) >= 2:
-            self.call("correlate", columns=columns)  # cheap, and the outlier step needs the strong relations
 
-        working = columns
+        working = continuous
         if self.intent.control:
-            working = self.control_for(self.intent.control, columns, reason="the goal asks to control for them")
+            controls = [self.log_names.get(c, c) for c in self.intent.control]
+            working = self.control_for(controls, continuous, reason="the goal asks to control for them")
 
+        residuals: list[str] = []
         if len(working) >= 2:
             pca = self.call("pca", columns=working)
             driver = dominant_driver(pca)
             if driver and driver in working and len(working) >= 3 and not self.intent.control:
                 others = [c for c in working if c != driver]
-                resid = self.control_for([driver], others,
-                                         reason=f"PCA's first component dominates and follows {driver} "
-                                                f"(a dominant, likely known trend)")
-                if resid:
-                    self.call("correlate", columns=resid)
-                    self.call("pca", columns=resid)
-                    working = resid
+                residuals = self.control_for([driver], others,
+                                             reason=f"PCA's first component dominates and follows {driver} "
+                                                    f"(a dominant, likely known trend)")
+                if residuals and residuals != others:
+                    self.call("correlate", columns=residuals)
+                    self.call("pca", columns=residuals)
+                else:
+                    residuals = []
 
-        if self.wants("groups") and len(working) >= 1 and self.n_rows >= 20:
-            self.find_groups(working)
-        if self.wants("outliers") and self.n_rows >= 20:
-            self.find_outliers(columns, working)
+        if self.wants("groups") and working and self.n_rows >= 20:
+            self.find_groups(working, residuals)
+        if self.wants("outliers") and working and self.n_rows >= 20:
+            self.find_outliers(columns=continuous, working=residuals or working)
 
     # ------------------------------------------------------------------ steps
     @property
     def n_rows(self) -> int:
         return int(self.dataset.get("n_rows") or 0)
 
-    def analysis_columns(self, profile: ToolResult) -> list[str]:
-        """Numeric columns worth analysing: not ignored, not mostly missing, not constant; focus first."""
+    def analysis_columns(self, profile: ToolResult) -> tuple[list[str], list[str]]:
+        """Numeric columns worth analysing (focus first), and those among them with few distinct values."""
         numeric = [c for c, r in self.roles.items() if r == "numeric"]
-        bad = unusable_columns(profile)
+        info = {c["name"]: c for c in iter_profile_columns(profile_data(profile)) if c.get("name")}
+        bad, discrete = [], []
+        for c in numeric:
+            p = info.get(c, {})
+            warnings = " ".join(str(w) for w in p.get("warnings", []) or [])
+            if (p.get("missing") or 0) > 0.5 or "constant" in warnings or "all values missing" in warnings \
+                    or "ID-like" in warnings or "id-like" in warnings.lower():
+                bad.append(c)
+            elif p.get("n_unique") is not None and p["n_unique"] <= 10:
+                discrete.append(c)
         keep = [c for c in numeric if c not in self.intent.ignore and c not in bad]
         if self.intent.ignore:
             self.note(f"Left out as asked: {', '.join(self.intent.ignore)}.")
-        dropped = [c for c in numeric if c in bad]
-        if dropped:
-            self.note(f"Left out as unusable (mostly missing or constant): {', '.join(dropped[:20])}.")
+        if bad:
+            self.note(f"Left out as unusable (mostly missing, constant or ID-like): {', '.join(bad[:20])}"
+                      + (" …" if len(bad) > 20 else "") + ".")
         focus = [c for c in self.intent.focus if c in keep]
         rest = [c for c in keep if c not in focus]
         if len(focus) + len(rest) > MAX_ANALYSIS_COLUMNS:
+            rest.sort(key=lambda c: (info.get(c, {}).get("missing") or 0))
             rest = rest[: max(0, MAX_ANALYSIS_COLUMNS - len(focus))]
-            self.note(f"The table is wide: the first {MAX_ANALYSIS_COLUMNS} usable numeric columns were analysed.")
-        return focus + rest
+            self.note(f"The table is wide: the {MAX_ANALYSIS_COLUMNS} most complete usable numeric columns "
+                      "were analysed.")
+        cols = focus + [c for c in keep if c in rest]
+        return cols, [c for c in discrete if c in cols]
 
-    def log_transform(self, profile: ToolResult, columns: list[str]) -> list[str]:
-        """Replace positive heavy-tailed columns by their log10, as the profile suggests."""
-        to_log = [c for c in suggested_log_columns(profile) if c in columns]
-        if not to_log:
-            return columns
-        res = self.call("transform", columns=to_log, kind="log10")
+    def log_transform(self, columns: list[str]) -> list[str]:
+        """Replace positive heavy-tailed columns by their log10 (the transform tool decides which)."""
+        res = self.call("transform", columns=columns, kind="auto")
         if not res.ok:
             return columns
-        mapping = dict(zip(to_log, res.summary.get("new_columns", [])))
-        self.note(f"Positive heavy-tailed columns analysed as log10: {', '.join(to_log)}.")
+        mapping = (res.details or {}).get("mapping") or res.summary.get("mapping") or {}
+        self.log_names = dict(mapping)
+        if mapping:
+            self.note(f"Positive heavy-tailed columns analysed as log10: {', '.join(mapping)}.")
         return [mapping.get(c, c) for c in columns]
+
+    def split_columns(self) -> list[str]:
+        """Categorical columns that may split the table by how it was observed (at most three)."""
+        cats = [c for c, r in self.roles.items() if r in ("categorical", "flag") and c not in self.intent.ignore]
+        return cats[:3]
 
     def control_for(self, controls: list[str], columns: list[str], reason: str) -> list[str]:
         """Residualize ``columns`` on ``controls``; return the residual columns (or the inputs on failure)."""
@@ -164,21 +190,24 @@ class Autopilot:
         if not res.ok:
             self.note(f"Could not control for {', '.join(controls)}: {res.error}")
             return columns
-        new = res.summary.get("new_columns") or []
+        new = (res.summary.get("new_columns") or [])
         self.outcome.controlled.append(f"{', '.join(controls)}: {reason}; {len(new)} columns replaced by their "
                                        f"residuals (evidence {res.id}).")
         return list(new)
 
-    def find_groups(self, columns: list[str]) -> None:
-        """Clusterings in feature space and, for larger tables, in a UMAP map."""
+    def find_groups(self, columns: list[str], residuals: list[str]) -> None:
+        """Clusterings in feature space, beneath a removed trend, and in a UMAP map for larger tables."""
         self.call("cluster", columns=columns, method="gmm")
         if len(columns) >= 2:
             self.call("cluster", columns=columns, method="kmeans")
-        if self.n_rows >= UMAP_MIN_ROWS and len(columns) >= 3:
-            emb = self.call("umap", columns=columns)
+        if residuals:
+            self.call("cluster", columns=residuals, method="gmm")
+        space = residuals or columns
+        if self.n_rows >= UMAP_MIN_ROWS and len(space) >= 3:
+            emb = self.call("umap", columns=space)
             name = embedding_name(emb)
             if emb.ok and name:
-                self.call("cluster", columns=columns, method="hdbscan", space="umap", embedding=name)
+                self.call("cluster", columns=space, method="hdbscan", space="umap", embedding=name)
 
     def find_outliers(self, columns: list[str], working: list[str]) -> None:
         """Global outliers, then rows off the strongest relations."""
@@ -188,6 +217,13 @@ class Autopilot:
 
 
 # ---------------------------------------------------------------------- reading tool summaries
+def profile_data(profile: ToolResult) -> dict:
+    """The describe result's full per-column data (details when present, else the bounded summary)."""
+    if not profile.ok:
+        return {}
+    return profile.details if profile.details.get("columns") else profile.summary
+
+
 def unusable_columns(profile: ToolResult) -> set[str]:
     """Columns the profile marks constant or mostly missing."""
     out: set[str] = set()
@@ -226,17 +262,35 @@ def iter_profile_columns(summary: dict):
                 yield v
 
 
+KNOWN_DRIVERS = re.compile(r"mass|mstar|lum|mag|dist|size|radius|flux|bright|velocity|sigma|redshift|\bz\b", re.I)
+"""Names of quantities that usually carry a table's dominant, well-known trend."""
+
+
 def dominant_driver(pca: ToolResult) -> str | None:
-    """The column behind a dominant first component, when PCA flags one."""
+    """The column behind a dominant first component, when PCA flags one.
+
+    Among the columns that follow the first component almost as closely as the best one, a column named
+    like a usual driver (mass, luminosity, distance, size) is preferred: controlling for it is the
+    interpretable choice.
+    """
     if not pca.ok:
         return None
     s = pca.summary
     dom = s.get("dominant") or s.get("dominant_component")
-    if not dom:
+    if not dom or not isinstance(dom, dict):
         return None
-    if isinstance(dom, dict):
-        return dom.get("driver") or dom.get("column") or dom.get("top_feature")
-    return s.get("driver")
+    best = dom.get("driver")
+    loadings = {}
+    comps = s.get("components") or []
+    if comps and isinstance(comps[0], dict):
+        loadings = comps[0].get("top_loadings") or {}
+    if best in loadings:
+        top = abs(loadings[best])
+        close = [c for c, v in loadings.items() if abs(v) >= 0.9 * top]
+        named = [c for c in close if KNOWN_DRIVERS.search(c)]
+        if named and not KNOWN_DRIVERS.search(best):
+            return named[0]
+    return best
 
 
 def embedding_name(result: ToolResult) -> str | None:

@@ -30,6 +30,7 @@ EXAMPLE_ARGUMENTS: dict[str, dict] = {
     "select": {"expression": "a > 0"},
     "plot": {"kind": "scatter", "x": "a", "y": "b"},
     "transform": {"columns": ["c"], "kind": "log10"},
+    "compare": {"by": "cat"},
 }
 # Tools that describe or reshape rather than analyse may succeed on degenerate input (with warnings).
 MAY_SUCCEED_ON_DEGENERATE = {"describe", "plot", "select", "transform"}
@@ -90,12 +91,16 @@ def test_runs_and_is_deterministic(name, make_session):
 
 def degenerate_frames() -> dict[str, pd.DataFrame]:
     cols = ["a", "b", "c", "d"]
+    def with_cat(df: pd.DataFrame) -> pd.DataFrame:
+        df["cat"] = pd.Series(["x", "y"] * (len(df) // 2) + ["x"] * (len(df) % 2), dtype="str")
+        return df
+
     return {
-        "empty": pd.DataFrame({c: pd.Series([], dtype=float) for c in cols}),
-        "single_row": pd.DataFrame({c: [1.0] for c in cols}),
-        "constant": pd.DataFrame({c: [2.0] * 50 for c in cols}),
-        "all_missing": pd.DataFrame({c: [np.nan] * 50 for c in cols}),
-        "non_numeric": pd.DataFrame({c: [f"v{i % 7}" for i in range(50)] for c in cols}),
+        "empty": with_cat(pd.DataFrame({c: pd.Series([], dtype=float) for c in cols})),
+        "single_row": with_cat(pd.DataFrame({c: [1.0] for c in cols})),
+        "constant": with_cat(pd.DataFrame({c: [2.0] * 50 for c in cols})),
+        "all_missing": with_cat(pd.DataFrame({c: [np.nan] * 50 for c in cols})),
+        "non_numeric": pd.DataFrame({c: [f"v{i % 7}" for i in range(50)] for c in cols + ["cat"]}),
     }
 
 
@@ -117,7 +122,8 @@ def test_summary_bounded_on_wide_table(name, make_session):
     r = np.random.default_rng(0)
     n, width = 60, 1000
     data = {f"feature_with_a_long_name_{j:04d}": r.normal(size=n) for j in range(width)}
-    data.update({"a": r.normal(size=n), "b": r.normal(size=n), "c": np.exp(r.normal(size=n)), "d": r.normal(size=n)})
+    data.update({"a": r.normal(size=n), "b": r.normal(size=n), "c": np.exp(r.normal(size=n)), "d": r.normal(size=n),
+                 "cat": np.array(["x", "y", "z"])[np.arange(n) % 3]})
     result = call_tool(make_session(pd.DataFrame(data)), name, EXAMPLE_ARGUMENTS[name])
     text = result.for_model()
     assert len(text) <= SUMMARY_LIMIT + 1500, len(text)

@@ -235,7 +235,7 @@ def load_builtin_tools() -> dict[str, ToolSpec]:
         import importlib
 
         for module in ("describe", "correlate", "pca", "umap_embed", "cluster", "outliers", "residualize",
-                       "select", "plot", "transform"):
+                       "select", "plot", "transform", "compare"):
             try:
                 importlib.import_module(f"serendip.tools.{module}")
             except ModuleNotFoundError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 from serendip.tools.jsonsafe import bound_summary, dumps, to_jsonable
 
 FINDING_KINDS = ("trend", "group", "outlier", "data_quality")
+DETAILS_LIMIT = 500_000
 
 
 @dataclass
@@ -22,6 +23,8 @@ class ToolResult:
         artifacts: Names of per-row arrays the call saved in the session workspace (columns of rows.csv).
         findings: Candidate findings in the shape of the findings contract (without ``id``).
         tests: Every p-value the call computed, as ``[key, p]`` pairs, for run-wide FDR control.
+        details: Machine-readable facts for planners and reports that the model does not see in full
+            (e.g. every column's profile of a wide table); JSON-safe, capped at ``DETAILS_LIMIT`` characters.
         error: For a call the caller can fix, the message saying how; None on success.
         id: The result id (``R1``, ``R2`` ...) given by the registry; cited as evidence.
         tool: Name of the tool that produced it.
@@ -35,6 +38,7 @@ class ToolResult:
     artifacts: list[str] = field(default_factory=list)
     findings: list[dict] = field(default_factory=list)
     tests: list[list[Any]] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
     error: str | None = None
     id: str = ""
     tool: str = ""
@@ -66,6 +70,7 @@ class ToolResult:
         d["summary"] = bound_summary(self.summary)
         d["findings"] = to_jsonable(self.findings, digits=6)
         d["tests"] = to_jsonable(self.tests, digits=6)
+        d["details"] = bound_summary(self.details, limit=DETAILS_LIMIT) if self.details else {}
         d["arguments"] = to_jsonable(self.arguments)
         return d
 

@@ -33,8 +33,15 @@ def apply_transform(x: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
     raise ValueError(kind)
 
 
+def wants_log(x: np.ndarray) -> bool:
+    """Whether describe would suggest log10 for these values (positive and heavy-tailed or wide-ranging)."""
+    from serendip.tools.describe import numeric_profile
+
+    return numeric_profile(x).get("transform") == "log10"
+
+
 @tool
-def transform(session, columns: list[str], kind: Literal["log10", "asinh", "rank"] = "log10") -> ToolResult:
+def transform(session, columns: list[str], kind: Literal["log10", "asinh", "rank", "auto"] = "log10") -> ToolResult:
     """Add transformed copies of columns (log10, asinh or rank) as new derived columns.
 
     Use it before PCA, clustering or outlier detection on positive heavy-tailed columns (masses,
@@ -44,25 +51,42 @@ def transform(session, columns: list[str], kind: Literal["log10", "asinh", "rank
     Args:
         columns: Numeric columns to transform.
         kind: 'log10' (non-positive values become missing), 'asinh' (signed heavy tails; scaled by the
-            MAD) or 'rank' (fractional ranks).
+            MAD), 'rank' (fractional ranks), or 'auto' (log10 for the columns where describe suggests it;
+            the others are left as they are).
     """
     cols = session.resolve_columns(columns, param="columns", default_all=False)
     made, notes = [], {}
     rows_md = []
+    kept = []
     for c in cols:
         x = session.table.df[c].to_numpy(dtype=float, na_value=np.nan)
-        y, note = apply_transform(x, kind)
+        how = kind
+        if kind == "auto":
+            if not wants_log(x):
+                kept.append(c)
+                continue
+            how = "log10"
+        y, note = apply_transform(x, how)
         if not np.isfinite(y).any():
             raise session.fail(f"transform with kind={kind!r} leaves no finite value in {c!r}; choose 'asinh' "
                                "for columns with zero or negative values.")
-        name = f"{kind}_{c}"
+        name = f"{how}_{c}"
         if name in session.table.info and not session.table.info[name].derived:
-            name = f"{kind}_{c}_derived"
-        session.add_derived_column(name, y, f"{kind} of {c}" + (f"; {note}" if note else ""))
+            name = f"{how}_{c}_derived"
+        session.add_derived_column(name, y, f"{how} of {c}" + (f"; {note}" if note else ""))
         made.append(name)
         if note:
             notes[name] = note
         rows_md.append(f"{code(c)} → {code(name)}" + (f" ({note})" if note else ""))
-    summary = {"kind": kind, "new_columns": made, "notes": notes}
-    md = f"**Transformed** ({kind}): " + "; ".join(rows_md) + "."
-    return ToolResult(summary=summary, markdown=md)
+    summary = {"kind": kind, "new_columns": made, "notes": notes,
+               "mapping": {c: n for c, n in zip([c for c in cols if c not in kept], made)}}
+    if kind == "auto":
+        summary["left_as_is"] = kept
+    if not made:
+        md = f"**Transform** (auto): no column needed a log scale ({len(kept)} left as they are)."
+    else:
+        md = f"**Transformed** ({kind}): " + "; ".join(rows_md) + "."
+        if kept:
+            md += f" Left as they are: {', '.join(code(c) for c in kept[:30])}."
+    details = {"mapping": summary["mapping"], "left_as_is": kept}
+    return ToolResult(summary=summary, markdown=md, details=details)
