@@ -162,7 +162,7 @@ def example_galaxy_regions(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, 
     dust = np.clip(r.gamma(2.0, 0.4, size=n) + 0.2 * size, 0.0, None)
     k = max(1, int(0.01 * n))
     off = r.choice(np.flatnonzero(pop == 0), size=k, replace=False)
-    log_sfr[off] = log_sfr[off] - r.choice([-1, 1], size=k) * 0.9 + 0.0
+    log_sfr[off] = log_sfr[off] - r.choice([-1, 1], size=k) * 1.6
     df = pd.DataFrame({
         "region_id": [f"R{i:05d}" for i in range(n)],
         "galaxy": gal,

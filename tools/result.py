@@ -3,13 +3,22 @@ per-row artifacts and candidate findings."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from serendip.tools.jsonsafe import bound_summary, dumps, to_jsonable
 
 FINDING_KINDS = ("trend", "group", "outlier", "data_quality")
 DETAILS_LIMIT = 500_000
+
+
+def compact_tests(tests: list) -> list[list]:
+    """``[key, p]`` pairs as plain JSON (fast for the ~500k pairs of a 1,000-column correlation)."""
+    out = []
+    for t in tests:
+        p = float(t[1]) if t[1] is not None else None
+        out.append([str(t[0]), p if p is not None and p == p else None])
+    return out
 
 
 @dataclass
@@ -57,7 +66,7 @@ class ToolResult:
         payload = {"result_id": self.id, "tool": self.tool, "ok": True, "summary": bound_summary(self.summary)}
         if self.findings:
             payload["candidate_findings"] = [
-                {"title": f.get("title"), "kind": f.get("kind"), "columns": f.get("columns")}
+                {"title": str(f.get("title"))[:200], "kind": f.get("kind"), "columns": (f.get("columns") or [])[:6]}
                 for f in self.findings[:10]
             ]
         if self.figures:
@@ -66,10 +75,10 @@ class ToolResult:
 
     def to_dict(self) -> dict:
         """Plain-JSON form (for the worker pipe and the transcript)."""
-        d = asdict(self)
+        d = {k: getattr(self, k) for k in ("markdown", "figures", "artifacts", "error", "id", "tool", "elapsed")}
         d["summary"] = bound_summary(self.summary)
         d["findings"] = to_jsonable(self.findings, digits=6)
-        d["tests"] = to_jsonable(self.tests, digits=6)
+        d["tests"] = compact_tests(self.tests)
         d["details"] = bound_summary(self.details, limit=DETAILS_LIMIT) if self.details else {}
         d["arguments"] = to_jsonable(self.arguments)
         return d
