@@ -43,11 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=3000, help="rows in the example table (default 3000)")
     _add_run_options(demo)
 
-    bench = sub.add_parser("bench", help="time every tool on synthetic tables", add_help=False)
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
-
-    ev = sub.add_parser("eval", help="score the agent against known results", add_help=False)
-    ev.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("bench", help="time every tool on synthetic tables (serendip bench --help)")
+    sub.add_parser("eval", help="score the agent against known results (serendip eval --help)")
     return parser
 
 
@@ -125,6 +122,16 @@ def run_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``serendip`` command."""
     os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "serendip", "numba"))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # bench and eval own their options: hand them everything after the subcommand untouched.
+    if argv[:1] == ["bench"]:
+        from serendip.evals.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    if argv[:1] == ["eval"]:
+        from serendip.evals.runner import main as eval_main
+
+        return eval_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -136,14 +143,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_explore(args, args.table, resume_dir=args.resume)
     if args.command == "demo":
         return run_demo(args)
-    if args.command == "bench":
-        from serendip.evals.bench import main as bench_main
-
-        return bench_main(args.rest)
-    if args.command == "eval":
-        from serendip.evals.runner import main as eval_main
-
-        return eval_main(args.rest)
     parser.print_help()
     return EXIT_BAD_INPUT
 
