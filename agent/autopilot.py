@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import time
 
+import numpy as np
+
 from serendip.agent.goal import GoalIntent, parse_goal
 from serendip.agent.outcome import RunOutcome
 from serendip.tools.result import ToolResult
@@ -48,6 +50,8 @@ class Autopilot:
         self.roles = {c["name"]: c["role"] for c in dataset.get("columns", [])}
         self.intent: GoalIntent = parse_goal(cfg.goal or "", list(self.roles))
         self.log_names: dict[str, str] = {}
+        self.missing_fraction: dict[str, float] = {}
+        self.missing = "drop"
 
     # ------------------------------------------------------------------ plumbing
     def call(self, tool: str, **arguments) -> ToolResult:
@@ -98,11 +102,16 @@ class Autopilot:
             self.note(f"Columns with few distinct values ({', '.join(discrete[:10])}) enter the correlations but "
                       "not the maps, groupings and outlier searches.")
         columns = self.log_transform(columns)
-        continuous = [c for c in columns if c not in set(discrete)]
+        continuous = self.multivariate_columns([c for c in columns if c not in set(discrete)])
 
         for by in self.split_columns():
             self.call("compare", by=by, columns=continuous[:MAX_ANALYSIS_COLUMNS])
 
+        focus = [self.log_names.get(c, c) for c in self.intent.focus if self.log_names.get(c, c) in columns]
+        if len(focus) >= 2:
+            self.call("correlate", columns=focus)
+        elif len(focus) == 1 and len(columns) >= 2:
+            self.call("correlate", columns=columns, target=focus[0])
         if len(columns) >= 2:
             self.call("correlate", columns=columns)
 
@@ -113,7 +122,7 @@ class Autopilot:
 
         residuals: list[str] = []
         if len(working) >= 2:
-            pca = self.call("pca", columns=working)
+            pca = self.call("pca", columns=working, missing=self.missing)
             driver = dominant_driver(pca)
             if driver and driver in working and len(working) >= 3 and not self.intent.control:
                 others = [c for c in working if c != driver]
@@ -122,7 +131,7 @@ class Autopilot:
                                                     f"(a dominant, likely known trend)")
                 if residuals and residuals != others:
                     self.call("correlate", columns=residuals)
-                    self.call("pca", columns=residuals)
+                    self.call("pca", columns=residuals, missing=self.missing)
                 else:
                     residuals = []
 
@@ -140,7 +149,13 @@ class Autopilot:
         """Numeric columns worth analysing (focus first), and those among them with few distinct values."""
         numeric = [c for c, r in self.roles.items() if r == "numeric"]
         info = {c["name"]: c for c in iter_profile_columns(profile_data(profile)) if c.get("name")}
+        self.missing_fraction = {n: float(p.get("missing") or 0.0) for n, p in info.items()}
         bad, discrete = [], []
+        errors = [c for c in numeric if UNCERTAINTY.search(c) and c not in self.intent.focus]
+        if errors:
+            self.note(f"Left out as measurement uncertainties: {', '.join(errors[:15])}"
+                      + (" …" if len(errors) > 15 else "") + ".")
+        numeric = [c for c in numeric if c not in errors]
         for c in numeric:
             p = info.get(c, {})
             warnings = " ".join(str(w) for w in p.get("warnings", []) or [])
@@ -176,6 +191,35 @@ class Autopilot:
             self.note(f"Positive heavy-tailed columns analysed as log10: {', '.join(mapping)}.")
         return [mapping.get(c, c) for c in columns]
 
+    def multivariate_columns(self, columns: list[str]) -> list[str]:
+        """Columns for PCA, maps, groupings and outliers, and the missing-value policy they need.
+
+        Columns missing in more than 30% of rows are left out of these (they stay in the correlations,
+        which use pairwise-complete rows); when the rest still leaves too few complete rows, missing
+        cells are imputed with the median and the report says so.
+        """
+        miss = {c: self.missing_fraction.get(self.source_name(c), 0.0) for c in columns}
+        patchy = [c for c in columns if miss[c] > 0.3]
+        kept = [c for c in columns if c not in patchy]
+        if len(kept) < 2:
+            kept, patchy = columns, []
+        if patchy:
+            self.note(f"Left out of PCA, maps, groupings and outlier searches as mostly incomplete (>30% "
+                      f"missing): {', '.join(patchy[:15])}" + (" …" if len(patchy) > 15 else "") + ".")
+        complete = float(np.prod([1 - miss[c] for c in kept])) if kept else 1.0
+        if complete < 0.7:
+            self.missing = "impute"
+            self.note(f"About {complete:.0%} of rows would have every analysed column; missing cells were "
+                      "imputed with column medians for PCA, maps, groupings and outlier searches.")
+        return kept
+
+    def source_name(self, column: str) -> str:
+        """The table column a transformed column came from."""
+        for src, new in self.log_names.items():
+            if new == column:
+                return src
+        return column
+
     def split_columns(self) -> list[str]:
         """Categorical columns that may split the table by how it was observed (at most three)."""
         cats = [c for c, r in self.roles.items() if r in ("categorical", "flag") and c not in self.intent.ignore]
@@ -197,11 +241,11 @@ class Autopilot:
 
     def find_groups(self, columns: list[str], residuals: list[str]) -> None:
         """Clusterings in feature space, beneath a removed trend, and in a UMAP map for larger tables."""
-        self.call("cluster", columns=columns, method="gmm")
+        self.call("cluster", columns=columns, method="gmm", missing=self.missing)
         if len(columns) >= 2:
-            self.call("cluster", columns=columns, method="kmeans")
+            self.call("cluster", columns=columns, method="kmeans", missing=self.missing)
         if residuals:
-            self.call("cluster", columns=residuals, method="gmm")
+            self.call("cluster", columns=residuals, method="gmm", missing=self.missing)
         space = residuals or columns
         if self.n_rows >= UMAP_MIN_ROWS and len(space) >= 3:
             emb = self.call("umap", columns=space)
@@ -211,7 +255,9 @@ class Autopilot:
 
     def find_outliers(self, columns: list[str], working: list[str]) -> None:
         """Global outliers, then rows off the strongest relations."""
-        self.call("outliers", columns=working, method="isolation_forest")
+        self.call("outliers", columns=working, method="isolation_forest", missing=self.missing)
+        if self.n_rows <= 5000 and 2 <= len(working) <= 20:
+            self.call("outliers", columns=working, method="mahalanobis", missing=self.missing)
         if len(columns) >= 2:
             self.call("outliers", columns=columns, method="off_relation")
 
@@ -261,6 +307,10 @@ def iter_profile_columns(summary: dict):
             if isinstance(v, dict):
                 yield v
 
+
+UNCERTAINTY = re.compile(r"(_unc|_err|_error|_sigma_err|_uncertainty|_e)$|^(e_|err_|unc_)|_(lo|hi)?err(hi|lo|or)?$",
+                         re.I)
+"""Names of columns that hold a measurement's uncertainty rather than a property of the object."""
 
 KNOWN_DRIVERS = re.compile(r"mass|mstar|lum|mag|dist|size|radius|flux|bright|velocity|sigma|redshift|\bz\b", re.I)
 """Names of quantities that usually carry a table's dominant, well-known trend."""
