@@ -105,7 +105,17 @@ class Autopilot:
         continuous = self.multivariate_columns([c for c in columns if c not in set(discrete)])
 
         for by in self.split_columns():
-            self.call("compare", by=by, columns=continuous[:MAX_ANALYSIS_COLUMNS])
+            res = self.call("compare", by=by, columns=continuous[:MAX_ANALYSIS_COLUMNS])
+            offset = systematic_offsets(res)
+            if offset:
+                levels = ", ".join(sorted({lv for lv, _ in offset.values()}))
+                targets = list(offset)
+                fixed = self.control_for([by], targets, reason=f"{by} = {levels} alone is offset in "
+                                         f"{', '.join(targets)}, a likely calibration systematic (evidence {res.id})")
+                if fixed != targets:
+                    swap = dict(zip(targets, fixed))
+                    columns = [swap.get(c, c) for c in columns]
+                    continuous = [swap.get(c, c) for c in continuous]
 
         focus = [self.log_names.get(c, c) for c in self.intent.focus if self.log_names.get(c, c) in columns]
         if len(focus) >= 2:
@@ -159,8 +169,8 @@ class Autopilot:
         for c in numeric:
             p = info.get(c, {})
             warnings = " ".join(str(w) for w in p.get("warnings", []) or [])
-            if (p.get("missing") or 0) > 0.5 or "constant" in warnings or "all values missing" in warnings \
-                    or "ID-like" in warnings or "id-like" in warnings.lower():
+            id_like = "id-like" in warnings.lower() and ID_NAME.search(c)
+            if (p.get("missing") or 0) > 0.5 or "constant" in warnings or "all values missing" in warnings or id_like:
                 bad.append(c)
             elif p.get("n_unique") is not None and p["n_unique"] <= 10:
                 discrete.append(c)
@@ -308,12 +318,29 @@ def iter_profile_columns(summary: dict):
                 yield v
 
 
+ID_NAME = re.compile(r"(^|[_\W])(id|ids|idx|index|objid|specobjid|number|num|no|seq|row|key|pgc|hip|hd)($|[_\W\d])",
+                     re.I)
+"""Names of columns that number objects (an ID-like column with such a name is left out)."""
+
 UNCERTAINTY = re.compile(r"(_unc|_err|_error|_sigma_err|_uncertainty|_e)$|^(e_|err_|unc_)|_(lo|hi)?err(hi|lo|or)?$",
                          re.I)
 """Names of columns that hold a measurement's uncertainty rather than a property of the object."""
 
 KNOWN_DRIVERS = re.compile(r"mass|mstar|lum|mag|dist|size|radius|flux|bright|velocity|sigma|redshift|\bz\b", re.I)
 """Names of quantities that usually carry a table's dominant, well-known trend."""
+
+
+def systematic_offsets(compare: ToolResult) -> dict[str, tuple[str, float]]:
+    """Columns that ``compare`` found offset in one level of an observational split: {column: (level, shift)}."""
+    out: dict[str, tuple[str, float]] = {}
+    if not compare.ok:
+        return out
+    for f in compare.findings:
+        s = f.get("stats") or {}
+        if f.get("kind") == "data_quality" and f.get("novelty") == "systematic":
+            for col, shift in (s.get("offsets") or {}).items():
+                out[col] = (str(s.get("level")), float(shift))
+    return out
 
 
 def dominant_driver(pca: ToolResult) -> str | None:

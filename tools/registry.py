@@ -236,10 +236,6 @@ def load_builtin_tools() -> dict[str, ToolSpec]:
 
         for module in ("describe", "correlate", "pca", "umap_embed", "cluster", "outliers", "residualize",
                        "select", "plot", "transform", "compare"):
-            try:
-                importlib.import_module(f"serendip.tools.{module}")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"serendip.tools.{module}":
-                    raise
+            importlib.import_module(f"serendip.tools.{module}")
         _LOADED = True
     return REGISTRY
