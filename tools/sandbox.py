@@ -1,0 +1,529 @@
+"""The sandbox: tools run in one long-lived worker process per session that holds the table.
+
+One worker per session means the table is loaded once and UMAP's numba compilation is paid once. The
+parent (the agent) sends calls over a pipe and enforces the limits:
+
+- wall clock: a call that runs past ``time_limit_s`` is stopped by killing the worker, which is then
+  restarted (the table is reloaded and :meth:`Session.restore` brings back derived columns and the
+  selection from the workspace); the call comes back as an error result the model can act on;
+- memory: the worker caps its own address space with ``RLIMIT_AS``, so an oversized allocation raises
+  :class:`MemoryError` inside the tool; the worker is then restarted and the call comes back as an error
+  result. RLIMIT_AS counts reserved virtual memory, not resident memory; measured on the target machine,
+  the whole stack (numpy, pandas, scikit-learn, matplotlib, umap/numba/llvmlite with 2 threads) reserves
+  0.8 GB after import and peaks at 2.3 GB of virtual memory during a UMAP fit, far below the default cap
+  of 8 GB, so the cap is workable and catches runaway allocations as a clean Python exception instead of
+  the kernel's OOM killer. A worker that dies while close to the cap (C code that aborts on a failed
+  allocation) or is killed with SIGKILL by someone else (the OOM killer) is reported the same way.
+
+Anything else raised inside the worker is a bug: the worker answers with the exception's type and a
+one-line message (the traceback goes to ``.workspace/worker.log``, never to the model) and the parent
+raises :class:`ToolCrash`, which ends the run.
+
+The worker is started with multiprocessing's 'spawn' method (a fresh interpreter: no forked locks or
+thread pools, and the thread-count variables take effect before numpy loads). As with any spawn-based
+code, a script that starts a runner must do so under ``if __name__ == "__main__":``; the ``serendip``
+command and pytest do.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import importlib.util
+import json
+import multiprocessing
+import multiprocessing.util  # noqa: F401  (registered before our atexit hook, so ours runs first)
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from serendip.tools.errors import TableLoadError
+from serendip.tools.result import ToolResult
+
+if TYPE_CHECKING:
+    from serendip.tools.table import Table
+    from serendip.tools.thresholds import Thresholds
+
+WORKER_LOG = "worker.log"
+START_TIMEOUT_S = 900.0
+"""Longest wait for a worker to import the stack and load the table."""
+POLL_INTERVAL_S = 0.2
+MAX_CONSECUTIVE_DEATHS = 3
+"""Unexplained worker deaths in a row after which the sandbox gives up with :class:`ToolCrash`."""
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+NEAR_CAP_FRACTION = 0.85
+"""A worker that dies with at least this fraction of its address-space cap reserved died of memory."""
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one tool call.
+
+    Attributes:
+        time_limit_s: Wall-clock seconds a single call may run.
+        memory_limit_mb: Address-space cap of the worker process, in MiB (RLIMIT_AS).
+    """
+
+    time_limit_s: float = 600
+    memory_limit_mb: int = 8192
+
+    def __post_init__(self) -> None:
+        if not self.time_limit_s > 0:
+            raise ValueError(f"time_limit_s must be positive; got {self.time_limit_s!r}")
+        if not self.memory_limit_mb >= 512:
+            raise ValueError(f"memory_limit_mb must be at least 512 (the libraries alone reserve ~1 GB); "
+                             f"got {self.memory_limit_mb!r}")
+
+
+class ToolCrash(RuntimeError):
+    """A tool raised an unexpected exception (a bug) or the worker cannot run; the run must end.
+
+    Attributes:
+        tool: Name of the tool being called ('' when the worker failed outside a call).
+        exc_type: Name of the exception raised in the worker.
+    """
+
+    def __init__(self, message: str, tool: str = "", exc_type: str = "") -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.exc_type = exc_type
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """The first non-empty line of ``text``, cut to ``limit`` characters."""
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return ""
+
+
+# ====================================================================== worker side
+def _is_memory_error(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, MemoryError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit when the parent is gone, so a killed agent never leaves a busy worker behind."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent_pid:
+            os._exit(3)
+
+
+def _redirect_output(log_path: Path) -> None:
+    """Send the worker's stdout/stderr (library warnings, numba chatter) to the workspace log."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _cap_address_space(memory_limit_mb: int) -> None:
+    import resource
+
+    cap = int(memory_limit_mb) * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY and hard < cap:
+        cap = hard
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _load_table(config: dict) -> "Table":
+    if config.get("table") is not None:
+        return config["table"]
+    loader = config.get("loader")
+    if loader is None:
+        from serendip.tools.loading import load_table as loader
+    return loader(config["table_path"])
+
+
+def _failure_message(exc: BaseException) -> tuple[str, str]:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() is a repr
+    return type(exc).__name__, one_line(str(text))
+
+
+def _worker_main(conn, parent_pid: int) -> None:
+    """Entry point of the worker process: set limits, load the table, then serve calls until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    for path in conn.recv():  # sys.path first: unpickling the config may import from there
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    config = conn.recv()
+    workspace = Path(config["workdir"]) / ".workspace"
+    _redirect_output(workspace / WORKER_LOG)
+    print(f"--- worker {os.getpid()} starting {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
+    try:
+        _cap_address_space(config["memory_limit_mb"])
+        from serendip.tools.local_runner import table_overview
+        from serendip.tools.registry import REGISTRY, call_tool, load_builtin_tools
+        from serendip.tools.session import Session
+
+        load_builtin_tools()  # import the tool modules now so that calls are timed on their work only
+        for module in config.get("extra_tool_modules", []):
+            importlib.import_module(module)
+        try:
+            table = _load_table(config)
+        except TableLoadError as exc:
+            conn.send(("load_error", str(exc)))
+            return
+        session = Session(table, config["workdir"], seed=config["seed"], thresholds=config["thresholds"])
+        os.chdir(session.workspace)
+        schemas = [spec.openai_tool() for spec in REGISTRY.values()]
+        conn.send(("ready", {"schemas": schemas, "info": table_overview(session.table)}))
+    except BaseException as exc:  # noqa: BLE001  (the parent must hear why the worker cannot start)
+        traceback.print_exc()
+        kind = "memory" if _is_memory_error(exc) else "crash"
+        conn.send((kind, *_failure_message(exc)))
+        return
+
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        command = message[0]
+        if command == "close":
+            return
+        try:
+            if command == "info":
+                reply = ("ok", table_overview(session.table))
+            elif command == "call":
+                _, name, arguments, result_id = message
+                reply = ("ok", call_tool(session, name, arguments, result_id=result_id).to_dict())
+            else:
+                reply = ("crash", "ValueError", f"unknown worker command {command!r}")
+        except BaseException as exc:  # noqa: BLE001  (reported to the parent, which decides)
+            traceback.print_exc()
+            reply = ("memory" if _is_memory_error(exc) else "crash", *_failure_message(exc))
+            sys.stdout.flush()
+        conn.send(reply)
+
+
+# ====================================================================== parent side
+_LIVE_WORKERS: dict[int, tuple] = {}
+"""(process, connection) of every running worker, by id of the process object."""
+
+
+def _stop_worker(process, conn) -> None:
+    """Kill and reap one worker (idempotent)."""
+    if _LIVE_WORKERS.pop(id(process), None) is None:
+        return
+    if process.is_alive():
+        process.kill()
+    process.join(timeout=10)
+    try:
+        process.close()
+    except ValueError:
+        pass
+    conn.close()
+
+
+@atexit.register
+def _stop_live_workers() -> None:
+    # Registered after multiprocessing's exit hook, so it runs before it: that hook would otherwise wait
+    # forever for a worker that is still busy or waiting for its next call.
+    for process, conn in list(_LIVE_WORKERS.values()):
+        _stop_worker(process, conn)
+
+
+def worker_environment() -> dict[str, str]:
+    """Environment variables the worker needs set before numpy/numba are imported.
+
+    Thread pools are sized to the CPUs this process may use (no oversubscription between OpenMP,
+    OpenBLAS and numba); values the user already set are kept.
+    """
+    try:
+        n_cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n_cpus = os.cpu_count() or 1
+    env = {var: str(n_cpus) for var in THREAD_VARIABLES if var not in os.environ}
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        spec = importlib.util.find_spec("umap")
+        if spec is not None and spec.origin and not os.access(Path(spec.origin).parent, os.W_OK):
+            cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "serendip" / "numba"
+            env["NUMBA_CACHE_DIR"] = str(cache)
+    return env
+
+
+def _vm_size_kb(pid: int) -> int:
+    """Reserved virtual memory of process ``pid`` in KiB (0 when unknown)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class WorkerRunner:
+    """Runs tool calls in a sandboxed worker process that holds the session's table.
+
+    Args:
+        table_path: The table file, loaded in the worker with ``load_table`` (ignored when ``table`` is given).
+        workdir: The run directory; the worker works inside ``workdir/.workspace``.
+        seed: Session seed.
+        limits: Time and memory limits per call.
+        thresholds: Reporting thresholds for the session.
+        table: An already loaded table, sent to the worker (and resent on every restart).
+        extra_tool_modules: Modules the worker imports at start to register more tools (tests).
+        extra_sys_path: Directories prepended to the worker's ``sys.path`` (to find those modules).
+        loader: A picklable (module-level) function ``path -> Table`` used instead of ``load_table``.
+    """
+
+    def __init__(self, table_path: str | None, workdir: str | Path, seed: int = 0,
+                 limits: SandboxLimits = SandboxLimits(), thresholds: "Thresholds | None" = None,
+                 table: "Table | None" = None, extra_tool_modules: list[str] | None = None,
+                 extra_sys_path: list[str] | None = None,
+                 loader: Callable[[str], "Table"] | None = None) -> None:
+        if table is None and not table_path:
+            raise ValueError("WorkerRunner needs a table_path or a table")
+        self.table_path = str(Path(table_path).resolve()) if table_path and table is None else table_path
+        self.workdir = Path(workdir).resolve()
+        self.seed = int(seed)
+        self.limits = limits
+        self.thresholds = thresholds
+        self.table = table
+        self.extra_tool_modules = list(extra_tool_modules or [])
+        self.extra_sys_path = [str(Path(p).resolve()) for p in (extra_sys_path or [])]
+        self.loader = loader
+        self.restarts = 0
+        self._process = None
+        self._conn = None
+        self._stopper = None
+        self._schemas: list[dict] = []
+        self._info: dict = {}
+        self._deaths_in_a_row = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running worker (None when stopped)."""
+        return self._process.pid if self._process is not None else None
+
+    def is_alive(self) -> bool:
+        """True while a worker process is running."""
+        return self._process is not None and self._process.is_alive()
+
+    def start(self) -> "WorkerRunner":
+        """Spawn the worker and wait until it has loaded the table.
+
+        Raises:
+            TableLoadError: The table file cannot be read.
+            ToolCrash: The worker could not start.
+        """
+        if self.is_alive():
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ctx = multiprocessing.get_context("spawn")
+        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        process = ctx.Process(target=_worker_main, args=(child_conn, os.getpid()),
+                              name="serendip-worker", daemon=False)
+        saved = {}
+        for var, value in worker_environment().items():
+            saved[var] = os.environ.get(var)
+            os.environ[var] = value
+        try:
+            process.start()
+        finally:
+            for var, value in saved.items():
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value
+        child_conn.close()
+        self._process, self._conn = process, parent_conn
+        # Stop the worker when this runner is garbage-collected or the interpreter exits, even without close().
+        _LIVE_WORKERS[id(process)] = (process, parent_conn)
+        self._stopper = weakref.finalize(self, _stop_worker, process, parent_conn)
+        self._stopper.atexit = False  # at exit _stop_live_workers runs, and before multiprocessing's hook
+        config = {"workdir": str(self.workdir), "seed": self.seed, "thresholds": self.thresholds,
+                  "memory_limit_mb": self.limits.memory_limit_mb, "table_path": self.table_path,
+                  "table": self.table, "loader": self.loader, "extra_tool_modules": self.extra_tool_modules}
+        try:
+            parent_conn.send(self.extra_sys_path)
+            parent_conn.send(config)
+        except (BrokenPipeError, EOFError, OSError):
+            pass  # the worker already died; reported below
+        reply = self._wait(START_TIMEOUT_S)
+        if reply is None or reply[0] in ("timeout", "died"):
+            how = "did not start in time" if reply and reply[0] == "timeout" else "stopped while starting"
+            self.kill()
+            raise ToolCrash(f"The tool worker {how}; see {self.workdir / '.workspace' / WORKER_LOG}.")
+        kind = reply[0]
+        if kind == "load_error":
+            self.kill()
+            raise TableLoadError(reply[1])
+        if kind in ("crash", "memory"):
+            self.kill()
+            what = "ran out of memory" if kind == "memory" else "failed"
+            raise ToolCrash(f"The tool worker {what} while starting: {reply[1]}: {reply[2]}", exc_type=reply[1])
+        self._schemas = reply[1]["schemas"]
+        self._info = reply[1]["info"]
+        return self
+
+    def close(self) -> None:
+        """Stop the worker (politely, then by force) and release the pipe; safe to call twice."""
+        process, conn = self._process, self._conn
+        if process is None:
+            return
+        if process.is_alive() and conn is not None:
+            try:
+                conn.send(("close",))
+            except (BrokenPipeError, EOFError, OSError):
+                pass
+            process.join(timeout=5)
+        self.kill()
+
+    def kill(self) -> None:
+        """Stop the worker at once (SIGKILL) and reap it."""
+        process, conn, stopper = self._process, self._conn, self._stopper
+        self._process = self._conn = self._stopper = None
+        if stopper is not None:
+            stopper.detach()
+        if process is not None:
+            _stop_worker(process, conn)
+
+    def restart(self) -> None:
+        """Kill the worker and start a fresh one (the session state is restored from the workspace)."""
+        self.kill()
+        self.restarts += 1
+        self.start()
+
+    def __enter__(self) -> "WorkerRunner":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ messages
+    def _wait(self, timeout: float) -> tuple | None:
+        """The worker's next reply, or ('timeout',) / ('died', exitcode, last_vm_kb)."""
+        process, conn = self._process, self._conn
+        deadline = time.monotonic() + timeout
+        last_vm_kb = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return ("timeout",)
+            try:
+                if conn.poll(min(POLL_INTERVAL_S, remaining)):
+                    return conn.recv()
+            except (EOFError, OSError):
+                process.join(timeout=5)
+                return ("died", process.exitcode, last_vm_kb)
+            if not process.is_alive():
+                if conn.poll(0):  # it answered, then exited
+                    try:
+                        return conn.recv()
+                    except (EOFError, OSError):
+                        pass
+                return ("died", process.exitcode, last_vm_kb)
+            last_vm_kb = _vm_size_kb(process.pid) or last_vm_kb
+
+    def _request(self, message: tuple, timeout: float) -> tuple:
+        try:
+            self._conn.send(message)
+        except (BrokenPipeError, EOFError, OSError):
+            self._process.join(timeout=5)
+            return ("died", self._process.exitcode, 0)
+        return self._wait(timeout)
+
+    # ------------------------------------------------------------------ API
+    def call(self, name: str, arguments: dict | str | None, result_id: str) -> ToolResult:
+        """Run one tool call in the worker.
+
+        Returns:
+            The tool's result; a call stopped by a limit or by the worker's death comes back as an
+            error result (and the worker is restarted).
+
+        Raises:
+            ToolCrash: The tool raised an unexpected exception, or the worker keeps dying.
+        """
+        if not self.is_alive():
+            self.start()
+        started = time.monotonic()
+        reply = self._request(("call", name, arguments, result_id), self.limits.time_limit_s)
+        kind = reply[0]
+        if kind == "ok":
+            self._deaths_in_a_row = 0
+            return ToolResult.from_dict(reply[1])
+        if kind == "crash":
+            raise ToolCrash(f"Tool {name!r} crashed with {reply[1]}: {reply[2]}", tool=name, exc_type=reply[1])
+        limit_hint = "Try fewer rows/columns or a cheaper method."
+        if kind == "timeout":
+            message = (f"The call to {name} exceeded its time limit of {self.limits.time_limit_s:g} s and was "
+                       f"stopped; the worker was restarted. {limit_hint}")
+        elif kind == "memory" or self._died_of_memory(reply):
+            message = (f"The call to {name} exceeded its memory limit of {self.limits.memory_limit_mb} MB and was "
+                       f"stopped; the worker was restarted. {limit_hint}")
+        else:
+            self._deaths_in_a_row += 1
+            if self._deaths_in_a_row >= MAX_CONSECUTIVE_DEATHS:
+                self.kill()
+                raise ToolCrash(f"The tool worker died {self._deaths_in_a_row} calls in a row "
+                                f"(last: {name}, exit code {reply[1]}).", tool=name)
+            message = (f"The call to {name} failed because the worker process stopped unexpectedly "
+                       f"(exit code {reply[1]}); the worker was restarted. Retry, or use other arguments or "
+                       "another tool.")
+        self.restart()
+        result = ToolResult.failure(message, tool=str(name)[:60], arguments=_arguments_dict(arguments))
+        result.id = result_id
+        result.elapsed = time.monotonic() - started
+        return result
+
+    def _died_of_memory(self, reply: tuple) -> bool:
+        if reply[0] != "died":
+            return False
+        exitcode, last_vm_kb = reply[1], reply[2]
+        cap_kb = self.limits.memory_limit_mb * 1024
+        return exitcode == -signal.SIGKILL or last_vm_kb >= NEAR_CAP_FRACTION * cap_kb
+
+    def tool_schemas(self) -> list[dict]:
+        """OpenAI-format specs of the tools registered in the worker."""
+        if not self.is_alive() and not self._schemas:
+            self.start()
+        return list(self._schemas)
+
+    def table_info(self) -> dict:
+        """Overview of the worker's table (size, columns with roles and units, load notes, sha256, format)."""
+        if not self.is_alive():
+            self.start()
+        reply = self._request(("info",), 60.0)
+        if reply[0] == "ok":
+            self._info = reply[1]
+            return reply[1]
+        if reply[0] == "crash":
+            raise ToolCrash(f"Describing the table failed with {reply[1]}: {reply[2]}", exc_type=reply[1])
+        self.restart()
+        return dict(self._info)
+
+
+def _arguments_dict(arguments: Any) -> dict:
+    if isinstance(arguments, dict):
+        return arguments
+    if isinstance(arguments, str):
+        try:
+            parsed = json.loads(arguments)
+        except (json.JSONDecodeError, RecursionError):
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}
