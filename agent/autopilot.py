@@ -104,18 +104,18 @@ class Autopilot:
         columns = self.log_transform(columns)
         continuous = self.multivariate_columns([c for c in columns if c not in set(discrete)])
 
+        raw = list(continuous)
+        offsets = []
         for by in self.split_columns():
             res = self.call("compare", by=by, columns=continuous[:MAX_ANALYSIS_COLUMNS])
-            offset = systematic_offsets(res)
-            if offset:
-                levels = ", ".join(sorted({lv for lv, _ in offset.values()}))
-                targets = list(offset)
-                fixed = self.control_for([by], targets, reason=f"{by} = {levels} alone is offset in "
-                                         f"{', '.join(targets)}, a likely calibration systematic (evidence {res.id})")
-                if fixed != targets:
-                    swap = dict(zip(targets, fixed))
-                    columns = [swap.get(c, c) for c in columns]
-                    continuous = [swap.get(c, c) for c in continuous]
+            found = level_offsets(res)
+            if found:
+                offsets.append((by, found, res.id))
+        # A split by how the data were observed (field, instrument...) is a systematic: correct it before
+        # measuring trends. Other single-level offsets may be physics: they are only removed for a second look.
+        for by, found, rid in offsets:
+            if any(obs for _, _, obs in found.values()):
+                columns, continuous = self.remove_offsets(by, found, rid, columns, continuous)
 
         focus = [self.log_names.get(c, c) for c in self.intent.focus if self.log_names.get(c, c) in columns]
         if len(focus) >= 2:
@@ -125,10 +125,21 @@ class Autopilot:
         if len(columns) >= 2:
             self.call("correlate", columns=columns)
 
+        groups = self.wants("groups") and self.n_rows >= 20
+        if groups and raw:
+            self.note("Groups were looked for twice: first in the columns as measured, then after controlling "
+                      "for systematics and dominant trends.")
+            self.call("cluster", columns=raw, method="gmm", missing=self.missing)
+            if len(raw) >= 2:
+                self.call("cluster", columns=raw, method="kmeans", missing=self.missing)
+
         working = continuous
+        for by, found, rid in offsets:
+            if not any(obs for _, _, obs in found.values()):
+                _, working = self.remove_offsets(by, found, rid, working, working)
         if self.intent.control:
             controls = [self.log_names.get(c, c) for c in self.intent.control]
-            working = self.control_for(controls, continuous, reason="the goal asks to control for them")
+            working = self.control_for(controls, working, reason="the goal asks to control for them")
 
         residuals: list[str] = []
         if len(working) >= 2:
@@ -145,10 +156,27 @@ class Autopilot:
                 else:
                     residuals = []
 
-        if self.wants("groups") and working and self.n_rows >= 20:
-            self.find_groups(working, residuals)
+        if groups and working:
+            self.look_again_for_groups(residuals or working, changed=(residuals or working) != raw)
         if self.wants("outliers") and working and self.n_rows >= 20:
             self.find_outliers(columns=continuous, working=residuals or working)
+
+    def remove_offsets(self, by: str, found: dict, rid: str, columns: list[str],
+                       continuous: list[str]) -> tuple[list[str], list[str]]:
+        """Residualize the offset columns on ``by`` and swap them into both column lists."""
+        targets = [c for c in found if c in continuous]
+        if not targets:
+            return columns, continuous
+        levels = ", ".join(sorted({lv for lv, _, _ in found.values()}))
+        observational = any(obs for _, _, obs in found.values())
+        why = ("a likely calibration systematic" if observational else
+               "removed for a second look beneath it (it may be physics: the first look kept it)")
+        fixed = self.control_for([by], targets, reason=f"{by} = {levels} alone is offset in "
+                                 f"{', '.join(targets)}, {why} (evidence {rid})")
+        if fixed == targets:
+            return columns, continuous
+        swap = dict(zip(targets, fixed))
+        return [swap.get(c, c) for c in columns], [swap.get(c, c) for c in continuous]
 
     # ------------------------------------------------------------------ steps
     @property
@@ -249,19 +277,15 @@ class Autopilot:
                                        f"residuals (evidence {res.id}).")
         return list(new)
 
-    def find_groups(self, columns: list[str], residuals: list[str]) -> None:
-        """Clusterings in feature space, beneath a removed trend, and in a UMAP map for larger tables."""
-        self.call("cluster", columns=columns, method="gmm", missing=self.missing)
-        if len(columns) >= 2:
-            self.call("cluster", columns=columns, method="kmeans", missing=self.missing)
-        if residuals:
-            self.call("cluster", columns=residuals, method="gmm", missing=self.missing)
-        space = residuals or columns
-        if self.n_rows >= UMAP_MIN_ROWS and len(space) >= 3:
-            emb = self.call("umap", columns=space)
+    def look_again_for_groups(self, columns: list[str], changed: bool) -> None:
+        """Groups after the controls: a mixture on the controlled columns, and a UMAP map for larger tables."""
+        if changed:
+            self.call("cluster", columns=columns, method="gmm", missing=self.missing)
+        if self.n_rows >= UMAP_MIN_ROWS and len(columns) >= 3:
+            emb = self.call("umap", columns=columns)
             name = embedding_name(emb)
             if emb.ok and name:
-                self.call("cluster", columns=space, method="hdbscan", space="umap", embedding=name)
+                self.call("cluster", columns=columns, method="hdbscan", space="umap", embedding=name)
 
     def find_outliers(self, columns: list[str], working: list[str]) -> None:
         """Global outliers, then rows off the strongest relations."""
@@ -330,16 +354,20 @@ KNOWN_DRIVERS = re.compile(r"mass|mstar|lum|mag|dist|size|radius|flux|bright|vel
 """Names of quantities that usually carry a table's dominant, well-known trend."""
 
 
-def systematic_offsets(compare: ToolResult) -> dict[str, tuple[str, float]]:
-    """Columns that ``compare`` found offset in one level of an observational split: {column: (level, shift)}."""
-    out: dict[str, tuple[str, float]] = {}
+def level_offsets(compare: ToolResult) -> dict[str, tuple[str, float, bool]]:
+    """Columns that ``compare`` found offset in one level alone: {column: (level, shift, observational)}.
+
+    ``observational`` is True when the split looks like one of how the data were taken (its finding is
+    marked as a systematic).
+    """
+    out: dict[str, tuple[str, float, bool]] = {}
     if not compare.ok:
         return out
     for f in compare.findings:
         s = f.get("stats") or {}
-        if f.get("kind") == "data_quality" and f.get("novelty") == "systematic":
-            for col, shift in (s.get("offsets") or {}).items():
-                out[col] = (str(s.get("level")), float(shift))
+        if f.get("kind") == "data_quality" and s.get("offsets"):
+            for col, shift in s["offsets"].items():
+                out[col] = (str(s.get("level")), float(shift), f.get("novelty") == "systematic")
     return out
 
 

@@ -99,6 +99,12 @@ def run_job(job: Job) -> dict:
         result = {**base, "status": "error", "passed": False,
                   "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:400]}
     result["wall_time_s"] = round(time.monotonic() - started, 2)
+    if result.get("reused_run"):
+        try:  # a rescored run reports the time its exploration took, not the rescoring
+            info = json.loads((Path(result["run_dir"]) / "run.json").read_text(encoding="utf-8"))
+            result["wall_time_s"] = float(info.get("wall_time_s") or result["wall_time_s"])
+        except (OSError, json.JSONDecodeError, ValueError):
+            pass
     try:
         case_dir.mkdir(parents=True, exist_ok=True)
         (case_dir / "score.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
