@@ -63,4 +63,5 @@ def where_am_i(session) -> ToolResult:
 
     return ToolResult(summary={"cwd": os.getcwd(), "pid": os.getpid(),
                                "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0],
-                               "threads": os.environ.get("OPENBLAS_NUM_THREADS")})
+                               "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+                               "omp_threads": os.environ.get("OMP_NUM_THREADS")})

@@ -13,7 +13,7 @@ import pytest
 from sandbox_loaders import unreadable_loader
 from serendip.tools.errors import TableLoadError
 from serendip.tools.registry import REGISTRY, call_tool
-from serendip.tools.sandbox import SandboxLimits, ToolCrash, WorkerRunner
+from serendip.tools.sandbox import SandboxLimits, ToolCrash, WorkerRunner, worker_environment
 from serendip.tools.session import Session
 from serendip.tools.table import Table
 
@@ -93,6 +93,9 @@ def test_worker_reports_tools_table_and_limits(shared_runner):
     assert where["cwd"] == str(runner.workdir / ".workspace")
     assert where["rlimit_as"] == SandboxLimits().memory_limit_mb * 1024 * 1024
     assert where["pid"] != os.getpid()
+    expected_env = {**worker_environment(), **os.environ}  # the user's settings win
+    assert where["blas_threads"] == expected_env["OPENBLAS_NUM_THREADS"]
+    assert where["omp_threads"] == expected_env["OMP_NUM_THREADS"]
 
 
 def test_bad_arguments_come_back_as_error_result(shared_runner):

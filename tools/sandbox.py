@@ -57,7 +57,13 @@ START_TIMEOUT_S = 900.0
 POLL_INTERVAL_S = 0.2
 MAX_CONSECUTIVE_DEATHS = 3
 """Unexplained worker deaths in a row after which the sandbox gives up with :class:`ToolCrash`."""
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+PARALLEL_VARIABLES = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")
+"""Thread pools sized to the usable CPUs: OpenMP (scikit-learn's KMeans, ...) and numba (UMAP)."""
+SERIAL_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+"""BLAS runs single-threaded. Measured on the 2-core target machine with other work running, 2-thread
+OpenBLAS made X.T @ X of a 1M x 20 array take 13-31 s instead of 0.02 s (its threads spin-wait when the
+CPUs are shared), a 10k x 500 Gram matrix 6x slower and an SVD 3x slower; the tools' BLAS calls are on
+tall, narrow arrays where a second thread gains little even on an idle machine."""
 NEAR_CAP_FRACTION = 0.85
 """A worker that dies with at least this fraction of its address-space cap reserved died of memory."""
 
@@ -246,14 +252,15 @@ def _stop_live_workers() -> None:
 def worker_environment() -> dict[str, str]:
     """Environment variables the worker needs set before numpy/numba are imported.
 
-    Thread pools are sized to the CPUs this process may use (no oversubscription between OpenMP,
-    OpenBLAS and numba); values the user already set are kept.
+    OpenMP and numba pools are sized to the CPUs this process may use and BLAS is single-threaded (see
+    :data:`SERIAL_VARIABLES`); values the user already set are kept.
     """
     try:
         n_cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         n_cpus = os.cpu_count() or 1
-    env = {var: str(n_cpus) for var in THREAD_VARIABLES if var not in os.environ}
+    env = {var: str(n_cpus) for var in PARALLEL_VARIABLES if var not in os.environ}
+    env.update({var: "1" for var in SERIAL_VARIABLES if var not in os.environ})
     if "NUMBA_CACHE_DIR" not in os.environ:
         spec = importlib.util.find_spec("umap")
         if spec is not None and spec.origin and not os.access(Path(spec.origin).parent, os.W_OK):
