@@ -10,13 +10,5 @@ class ToolInputError(ValueError):
     """A tool call the caller can repair: bad arguments, unknown column, unusable data."""
 
 
-class ToolTimeout(RuntimeError):
-    """A tool call ran past its wall-clock limit and its worker was restarted."""
-
-
-class ToolMemoryError(RuntimeError):
-    """A tool call went over its memory cap and its worker was restarted."""
-
-
 class TableLoadError(ValueError):
     """A table file that cannot be read; the message is one line that says what is wrong."""

@@ -255,9 +255,10 @@ class Session:
         """Add a derived numeric column (e.g. residuals) and persist it for worker restarts."""
         self.table.add_column(name, np.asarray(values, dtype=float),
                               ColumnInfo(name=name, role="numeric", derived=True, description=description))
-        np.save(self.workspace / "derived" / f"{len(list((self.workspace / 'derived').glob('*.npy'))):04d}.npy",
-                np.asarray(values, dtype=float), allow_pickle=False)
-        self._append_state({"derived": name, "description": description})
+        stem = f"{len(list((self.workspace / 'derived').glob('*.npy'))):04d}"
+        np.save(self.workspace / "derived" / f"{stem}.npy", np.asarray(values, dtype=float), allow_pickle=False)
+        # The state entry names its file, so a file left by a worker killed before this line is ignored.
+        self._append_state({"derived": name, "description": description, "file": f"{stem}.npy"})
 
     def set_selection(self, rows: np.ndarray | None, label: str) -> None:
         """Make ``rows`` (table positions) the active rows, or all rows when None; persisted."""
@@ -277,14 +278,15 @@ class Session:
         """Reload derived columns, the selection and the result counter after a worker restart."""
         state = self.workspace / "state.jsonl"
         if state.exists():
-            derived_files = sorted((self.workspace / "derived").glob("*.npy"))
-            k = 0
             label = "all rows"
             for line in state.read_text(encoding="utf-8").splitlines():
-                entry = json.loads(line)
-                if "derived" in entry and k < len(derived_files):
-                    values = np.load(derived_files[k], allow_pickle=False)
-                    k += 1
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # a line torn by a killed worker
+                    continue
+                path = self.workspace / "derived" / str(entry.get("file", ""))
+                if "derived" in entry and path.is_file():
+                    values = np.load(path, allow_pickle=False)
                     if entry["derived"] not in self.table.info or self.table.info[entry["derived"]].derived:
                         self.table.add_column(entry["derived"], values, ColumnInfo(
                             name=entry["derived"], role="numeric", derived=True, description=entry["description"]))
