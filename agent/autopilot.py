@@ -14,6 +14,7 @@ import numpy as np
 
 from serendip.agent.goal import GoalIntent, parse_goal
 from serendip.agent.outcome import RunOutcome
+from serendip.tools.loading.roles import looks_like_id_name
 from serendip.tools.result import ToolResult
 
 MAX_ANALYSIS_COLUMNS = 40
@@ -197,7 +198,7 @@ class Autopilot:
         for c in numeric:
             p = info.get(c, {})
             warnings = " ".join(str(w) for w in p.get("warnings", []) or [])
-            id_like = "id-like" in warnings.lower() and ID_NAME.search(c)
+            id_like = "id-like" in warnings.lower() and looks_like_id_name(c)
             if (p.get("missing") or 0) > 0.5 or "constant" in warnings or "all values missing" in warnings or id_like:
                 bad.append(c)
             elif p.get("n_unique") is not None and p["n_unique"] <= 10:
@@ -244,11 +245,13 @@ class Autopilot:
         if patchy:
             self.note(f"Left out of PCA, maps, groupings and outlier searches as mostly incomplete (>30% "
                       f"missing): {', '.join(patchy[:15])}" + (" …" if len(patchy) > 15 else "") + ".")
+        # An estimate (columns taken as missing independently) used only to choose the policy, never reported.
         complete = float(np.prod([1 - miss[c] for c in kept])) if kept else 1.0
         if complete < 0.7:
             self.missing = "impute"
-            self.note(f"About {complete:.0%} of rows would have every analysed column; missing cells were "
-                      "imputed with column medians for PCA, maps, groupings and outlier searches.")
+            self.note("Missing values are spread over the analysed columns (see the profile), so too few rows "
+                      "would be complete: missing cells were imputed with column medians for PCA, maps, "
+                      "groupings and outlier searches.")
         return kept
 
     def source_name(self, column: str) -> str:
@@ -304,32 +307,6 @@ def profile_data(profile: ToolResult) -> dict:
     return profile.details if profile.details.get("columns") else profile.summary
 
 
-def unusable_columns(profile: ToolResult) -> set[str]:
-    """Columns the profile marks constant or mostly missing."""
-    out: set[str] = set()
-    if not profile.ok:
-        return out
-    for col in iter_profile_columns(profile.summary):
-        name = col.get("name")
-        missing = col.get("missing_fraction", col.get("missing", 0)) or 0
-        warnings = " ".join(str(w) for w in col.get("warnings", []) or [])
-        if name and (missing > 0.5 or "constant" in warnings):
-            out.add(name)
-    return out
-
-
-def suggested_log_columns(profile: ToolResult) -> list[str]:
-    """Columns for which the profile suggests a log transform."""
-    if not profile.ok:
-        return []
-    out = []
-    for col in iter_profile_columns(profile.summary):
-        t = str(col.get("suggested_transform") or col.get("transform") or "")
-        if t.startswith("log") and col.get("name"):
-            out.append(col["name"])
-    return out
-
-
 def iter_profile_columns(summary: dict):
     cols = summary.get("columns")
     if isinstance(cols, dict):
@@ -341,10 +318,6 @@ def iter_profile_columns(summary: dict):
             if isinstance(v, dict):
                 yield v
 
-
-ID_NAME = re.compile(r"(^|[_\W])(id|ids|idx|index|objid|specobjid|number|num|no|seq|row|key|pgc|hip|hd)($|[_\W\d])",
-                     re.I)
-"""Names of columns that number objects (an ID-like column with such a name is left out)."""
 
 UNCERTAINTY = re.compile(r"(_unc|_err|_error|_sigma_err|_uncertainty|_e)$|^(e_|err_|unc_)|_(lo|hi)?err(hi|lo|or)?$",
                          re.I)

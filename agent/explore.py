@@ -150,8 +150,6 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunSetupError(f"cannot create output folder {out}: {exc.strerror}") from None
-    if out.resolve() == table_path.parent and (out / table_path.name).exists() and not cfg.out:
-        pass
     transcript = Transcript(out)
     stored = transcript.stored_results() if resume else {}
     ledger = Ledger(thresholds=cfg.thresholds)
@@ -190,10 +188,8 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
             outcome = RunOutcome(status="interrupted", reason="interrupted by the user",
                                  steps=dispatcher.count)
     except RunSetupError:
-        outcome = RunOutcome(status="error", reason="the table could not be loaded")
         run_info["exit_status"] = "error"
         (out / "run.json").write_text(json.dumps(run_info, indent=2), encoding="utf-8")
-        runner.close()
         raise
     except Exception as exc:  # a bug or infrastructure failure: keep all finished work, then report it
         outcome = RunOutcome(status="error", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],

@@ -57,12 +57,16 @@ class Ledger:
               if len(t) >= 2 and t[1] is not None]
         return np.sort(np.asarray([p for p in ps if np.isfinite(p)], dtype=float))
 
-    def run_qvalue(self, p: float, sorted_ps: np.ndarray | None = None) -> float:
-        """The Benjamini–Hochberg q-value of ``p`` among all the run's tests."""
-        ps = self.run_pvalues() if sorted_ps is None else sorted_ps
+    def run_qvalues(self) -> tuple[np.ndarray, np.ndarray]:
+        """All the run's p-values, sorted, with their Benjamini–Hochberg q-values (computed once)."""
+        ps = self.run_pvalues()
+        return ps, bh_qvalues(ps)
+
+    @staticmethod
+    def run_qvalue(p: float, ps: np.ndarray, qs: np.ndarray) -> float:
+        """The q-value of ``p`` among the sorted run-wide p-values ``ps`` with q-values ``qs``."""
         if len(ps) == 0 or p is None or not np.isfinite(p):
             return float("nan")
-        qs = bh_qvalues(ps)
         idx = int(np.searchsorted(ps, p, side="right")) - 1
         if idx < 0:
             return float(min(1.0, p * len(ps)))
@@ -114,7 +118,7 @@ class Ledger:
             only_recorded: Use only candidates the model recorded (LLM runs); else every open or
                 recorded candidate (autopilot runs).
         """
-        ps = self.run_pvalues()
+        ps, qs = self.run_qvalues()
         chosen: list[dict] = []
         seen: dict[tuple, dict] = {}
         for cand in self.candidates.values():
@@ -127,7 +131,7 @@ class Ledger:
             s = f.setdefault("stats", {})
             if f.get("kind") == "trend" and s.get("p_value") is not None:
                 s["q_value_call"] = s.get("q_value")
-                s["q_value"] = self.run_qvalue(s["p_value"], ps)
+                s["q_value"] = self.run_qvalue(s["p_value"], ps, qs)
             if not self.passes(f):
                 continue
             f["score"] = self.rank_score(f)
