@@ -8,26 +8,18 @@ stability → outliers, including off-relation outliers of the strongest relatio
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 
+from serendip.agent.budget import Budget, Stop
 from serendip.agent.goal import GoalIntent, parse_goal
 from serendip.agent.outcome import RunOutcome
+from serendip.tools.contracts import DerivingSummary, EmbeddingSummary, PcaSummary, read_summary
 from serendip.tools.loading.roles import looks_like_id_name
 from serendip.tools.result import ToolResult
 
 MAX_ANALYSIS_COLUMNS = 40
 UMAP_MIN_ROWS = 200
-
-
-class _Stop(Exception):
-    """A run limit was reached."""
-
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class Autopilot:
@@ -46,8 +38,7 @@ class Autopilot:
         self.cfg = cfg
         self.progress = progress
         self.outcome = RunOutcome(status="completed")
-        self.started = time.monotonic()
-        self.steps = 0
+        self.budget = Budget(max_steps=cfg.max_steps, max_tokens=cfg.max_tokens, time_limit=cfg.time_limit)
         self.roles = {c["name"]: c["role"] for c in dataset.get("columns", [])}
         self.intent: GoalIntent = parse_goal(cfg.goal or "", list(self.roles))
         self.log_names: dict[str, str] = {}
@@ -57,14 +48,11 @@ class Autopilot:
     # ------------------------------------------------------------------ plumbing
     def call(self, tool: str, **arguments) -> ToolResult:
         """One planner step: check the limits, run the tool, log progress."""
-        if self.steps >= self.cfg.max_steps:
-            raise _Stop("step_limit", f"reached the step limit of {self.cfg.max_steps}")
-        if time.monotonic() - self.started > self.cfg.time_limit:
-            raise _Stop("time_limit", f"reached the time limit of {self.cfg.time_limit:.0f} s")
-        self.steps += 1
+        self.budget.check()
+        self.budget.steps += 1
         args = {k: v for k, v in arguments.items() if v is not None}
         self.progress.step(f"{self.d.next_id()} {tool}")
-        result = self.d.call(tool, args, step=self.steps)
+        result = self.d.call(tool, args, step=self.budget.steps)
         status = "ok" if result.ok else f"error: {result.error}"
         self.progress.done(f"{result.id} {tool} ({result.elapsed:.1f} s) {status[:120]}")
         return result
@@ -85,10 +73,10 @@ class Autopilot:
                   "No goal given: an open exploration of trends, groups and outliers.")
         try:
             self.plan()
-        except _Stop as stop:
+        except Stop as stop:
             self.outcome.status = stop.status
             self.outcome.reason = stop.reason
-        self.outcome.steps = self.steps
+        self.outcome.steps = self.budget.steps
         return self.outcome
 
     def plan(self) -> None:
@@ -224,7 +212,7 @@ class Autopilot:
         res = self.call("transform", columns=columns, kind="auto")
         if not res.ok:
             return columns
-        mapping = (res.details or {}).get("mapping") or res.summary.get("mapping") or {}
+        mapping = read_summary(DerivingSummary, {**res.summary, **(res.details or {})}).mapping
         self.log_names = dict(mapping)
         if mapping:
             self.note(f"Positive heavy-tailed columns analysed as log10: {', '.join(mapping)}.")
@@ -275,7 +263,7 @@ class Autopilot:
         if not res.ok:
             self.note(f"Could not control for {', '.join(controls)}: {res.error}")
             return columns
-        new = (res.summary.get("new_columns") or [])
+        new = read_summary(DerivingSummary, res.summary).new_columns
         self.outcome.controlled.append(f"{', '.join(controls)}: {reason}; {len(new)} columns replaced by their "
                                        f"residuals (evidence {res.id}).")
         return list(new)
@@ -353,15 +341,11 @@ def dominant_driver(pca: ToolResult) -> str | None:
     """
     if not pca.ok:
         return None
-    s = pca.summary
-    dom = s.get("dominant") or s.get("dominant_component")
-    if not dom or not isinstance(dom, dict):
+    s = read_summary(PcaSummary, pca.summary)
+    if s.dominant is None:
         return None
-    best = dom.get("driver")
-    loadings = {}
-    comps = s.get("components") or []
-    if comps and isinstance(comps[0], dict):
-        loadings = comps[0].get("top_loadings") or {}
+    best = s.dominant.driver
+    loadings = s.components[0].top_loadings if s.components else {}
     if best in loadings:
         top = abs(loadings[best])
         close = [c for c, v in loadings.items() if abs(v) >= 0.9 * top]
@@ -375,8 +359,8 @@ def embedding_name(result: ToolResult) -> str | None:
     """The artifact stem of a UMAP embedding (``R5_umap`` for R5_umap1 / R5_umap2)."""
     if not result.ok:
         return None
-    s = result.summary
-    if s.get("embedding"):
-        return s["embedding"]
+    s = read_summary(EmbeddingSummary, result.summary)
+    if s.embedding:
+        return s.embedding
     arts = [a for a in result.artifacts if a.endswith("1")]
     return arts[0][:-1] if arts else None

@@ -1,4 +1,9 @@
-"""The ``serendip`` command line: explore, demo, bench (and eval)."""
+"""The ``serendip`` command line: explore, demo, config, schema, bench (and eval).
+
+Every run option is a setting (:class:`~serendip.agent.settings.Settings`): a flag left out falls back to the
+environment, the config file, then the default; ``serendip config show`` prints the effective values and
+where each came from. ``explore`` and ``demo`` go through the public API (:func:`serendip.agent.api.explore`).
+"""
 
 from __future__ import annotations
 
@@ -19,12 +24,35 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="'autopilot' (offline, the default when no model is configured) or a chat model name")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp, ...)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-steps", type=int, default=40, help="most model turns / planner steps (default 40)")
-    p.add_argument("--time-limit", type=float, default=3600.0, help="wall-clock limit of the run in seconds")
-    p.add_argument("--tool-time-limit", type=float, default=600.0, help="wall-clock limit of one tool call in seconds")
-    p.add_argument("--memory-limit", type=int, default=8192, help="memory cap of the tool worker in MB")
+    _add_setting_options(p)
     p.add_argument("--quiet", action="store_true", help="print only the result line")
+
+
+SETTING_FLAGS = {
+    "seed": ("--seed", int, "random seed (default 0)"),
+    "max_steps": ("--max-steps", int, "most model turns / planner steps (default 40)"),
+    "max_tokens": ("--max-tokens", int, "most tokens a model run may use (default 1,000,000)"),
+    "time_limit": ("--time-limit", float, "wall-clock limit of the run in seconds (default 3600)"),
+    "tool_time_limit": ("--tool-time-limit", float, "wall-clock limit of one tool call in seconds (default 600)"),
+    "memory_limit_mb": ("--memory-limit", int, "memory cap of the tool worker in MB (default 8192)"),
+    "request_timeout": ("--request-timeout", float, "seconds to wait for one model response (default 120)"),
+    "max_output_tokens": ("--max-output-tokens", int, "most tokens in one model reply (default: the server's)"),
+    "max_retries": ("--max-retries", int, "attempts per model call on provider faults (default 5)"),
+}
+"""Settings that have a command-line flag: field -> (flag, type, help). ``--model`` and ``--base-url`` too."""
+
+
+def _add_setting_options(p: argparse.ArgumentParser) -> None:
+    for field, (flag, kind, text) in SETTING_FLAGS.items():
+        p.add_argument(flag, dest=field, type=kind, default=None, help=text)
+
+
+def setting_flags(args: argparse.Namespace) -> dict:
+    """The settings given as flags (None when left out)."""
+    out = {field: getattr(args, field, None) for field in SETTING_FLAGS}
+    out["model"] = getattr(args, "model", None)
+    out["base_url"] = getattr(args, "base_url", None)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=3000, help="rows in the example table (default 3000)")
     _add_run_options(demo)
 
+    config = sub.add_parser("config", help="show the effective settings and where each came from")
+    config.add_argument("action", choices=["show"], help="show: print every setting, its value and its source")
+    config.add_argument("--model", default=None, help="as for explore")
+    config.add_argument("--base-url", default=None, help="as for explore")
+    _add_setting_options(config)
+
+    sub.add_parser("schema", help="print the JSON Schema of findings.json")
     sub.add_parser("bench", help="time every tool on synthetic tables (serendip bench --help)")
     sub.add_parser("eval", help="score the agent against known results (serendip eval --help)")
     return parser
@@ -56,13 +91,14 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
 
 def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = None) -> int:
     """Resolve the model, run the exploration, print where the report is."""
-    from serendip.agent.explore import ExploreConfig, RunSetupError, explore, load_resume
+    from serendip.agent.api import explore
+    from serendip.agent.explore import RunSetupError, load_resume
     from serendip.agent.progress import Progress
-    from serendip.tools.thresholds import Thresholds
+    from serendip.agent.settings import Settings, SettingsError
 
     resume = resume_dir is not None
-    goal, out, seed = args.goal, args.out, args.seed
-    model_flag, base_url_flag = args.model, args.base_url
+    flags = setting_flags(args)
+    goal, out = args.goal, args.out
     if resume:
         try:
             previous = load_resume(Path(resume_dir))
@@ -70,31 +106,26 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
             return fail(str(exc))
         table = previous.get("table") or table
         goal = previous.get("goal", goal) or ""
-        seed = int(previous.get("seed", seed))
-        model_flag = model_flag or previous.get("model")
-        base_url_flag = base_url_flag or previous.get("base_url")
+        flags["seed"] = int(previous.get("seed", flags["seed"] or 0))
+        flags["model"] = flags["model"] or previous.get("model")
+        flags["base_url"] = flags["base_url"] or previous.get("base_url")
         out = resume_dir
     if not table:
         return fail("no table given: serendip explore TABLE [--goal TEXT]")
     try:
-        from serendip.agent.models import ModelConfigError, resolve_model_config
-
-        mcfg = resolve_model_config(model=model_flag, base_url=base_url_flag)
-    except ModelConfigError as exc:
+        settings = Settings.resolve(flags).require_key()
+    except SettingsError as exc:
         return fail(str(exc))
-    cfg = ExploreConfig(table=table, goal=goal, out=out, model=mcfg.model, base_url=mcfg.base_url,
-                        api_key=mcfg.api_key, seed=seed, max_steps=args.max_steps, time_limit=args.time_limit,
-                        tool_time_limit=args.tool_time_limit, memory_limit_mb=args.memory_limit,
-                        thresholds=Thresholds())
     progress = Progress(quiet=args.quiet)
     try:
         with progress:
-            outcome, out_dir = explore(cfg, progress=progress, resume=resume)
+            run = explore(table, goal=goal, out=out or None, settings=settings, progress=progress, resume=resume)
     except RunSetupError as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_RUN_INCOMPLETE)
-    report = out_dir / "report.html"
+    outcome, out_dir = run.outcome, run.out_dir
+    report = run.report_path
     if outcome.status == "completed":
         print(f"Report: {report}  (also report.md, findings.json, rows.csv in {out_dir})")
         return EXIT_OK
@@ -106,17 +137,32 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
 
 def run_demo(args: argparse.Namespace) -> int:
     """Write the example table next to the run and explore it."""
+    # NOTE(layout, issue 7): the example-table generator is to move out of evals/ (e.g. tools/demo_table.py)
+    # so that agent/ never imports evals/; only this import changes then.
     from serendip.evals.synthetic import write_example_table
 
     out = Path(args.out) if args.out else None
     base = out.parent if out else Path("serendip-runs")
     base.mkdir(parents=True, exist_ok=True)
-    table = write_example_table(base / "example_galaxy_regions.csv", n_rows=args.rows, seed=args.seed)
+    table = write_example_table(base / "example_galaxy_regions.csv", n_rows=args.rows, seed=args.seed or 0)
     if not args.quiet:
         print(f"Example table: {table}", file=sys.stderr)
     if not args.goal:
         args.goal = "find something new and exciting"
     return run_explore(args, str(table))
+
+
+def run_config(args: argparse.Namespace) -> int:
+    """``serendip config show``: every setting, its effective value and where it came from (key masked)."""
+    from serendip.agent.settings import Settings, SettingsError, config_path, show
+
+    try:
+        settings = Settings.resolve(setting_flags(args))
+    except SettingsError as exc:
+        return fail(str(exc))
+    print(f"# config file: {config_path()}{'' if config_path().exists() else ' (absent)'}")
+    print(show(settings))
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_explore(args, args.table, resume_dir=args.resume)
     if args.command == "demo":
         return run_demo(args)
+    if args.command == "config":
+        return run_config(args)
+    if args.command == "schema":
+        import json
+
+        from serendip.tools.contracts import findings_json_schema
+
+        print(json.dumps(findings_json_schema(), indent=2))
+        return EXIT_OK
     parser.print_help()
     return EXIT_BAD_INPUT
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -17,6 +16,7 @@ from serendip.agent.progress import Progress
 from serendip.agent.report import write_findings_json, write_rows_csv
 from serendip.agent.report_html import markdown_to_html
 from serendip.agent.report_md import build_report
+from serendip.agent.settings import Settings
 from serendip.agent.transcript import Transcript
 from serendip.tools.errors import TableLoadError
 from serendip.tools.thresholds import Thresholds
@@ -29,47 +29,52 @@ class RunSetupError(Exception):
     """The run cannot start (bad table, bad output folder, nothing to resume); the message is one line."""
 
 
-@dataclass
 class ExploreConfig:
-    """Everything that defines a run.
+    """Everything that defines a run: the table, the goal, the output folder and the run's settings.
 
-    Attributes:
+    Args:
         table: Path of the input table.
         goal: The user's goal in plain language.
         out: Output folder (a new one named after the table and the time when empty).
-        model: 'autopilot' or a chat model name.
-        base_url: OpenAI-compatible endpoint for the model.
-        api_key: Key for the endpoint (never written to disk).
-        seed: Seed for every random choice.
-        max_steps: Most model turns (LLM) or planner steps (autopilot).
-        max_tokens: Most tokens a model run may use.
-        time_limit: Wall-clock limit of the whole run in seconds.
-        tool_time_limit: Wall-clock limit of one tool call in seconds.
-        memory_limit_mb: Memory cap of the tool worker.
         in_process: Run tools in this process instead of the sandbox worker (tests only).
-        thresholds: Reporting thresholds.
+        settings: Model, limits, seed and thresholds (default: :meth:`Settings.defaults`, no environment).
+        **overrides: Settings fields to change (``model=``, ``max_steps=``, ...); ``thresholds=`` takes a
+            :class:`~serendip.tools.thresholds.Thresholds`.
+
+    The settings' values are readable as attributes (``cfg.model``, ``cfg.seed``, ``cfg.max_steps`` ...).
     """
 
-    table: str
-    goal: str = ""
-    out: str = ""
-    model: str = "autopilot"
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    seed: int = 0
-    max_steps: int = 40
-    max_tokens: int = 1_000_000
-    time_limit: float = 3600.0
-    tool_time_limit: float = 600.0
-    memory_limit_mb: int = 8192
-    in_process: bool = False
-    thresholds: Thresholds = field(default_factory=Thresholds)
+    def __init__(self, table: str, goal: str = "", out: str = "", in_process: bool = False,
+                 settings: Settings | None = None, **overrides) -> None:
+        self.table = str(table)
+        self.goal = goal or ""
+        self.out = str(out or "")
+        self.in_process = bool(in_process)
+        thresholds = overrides.pop("thresholds", None)
+        if thresholds is not None:
+            overrides.update(q_max=thresholds.q_max, min_effect=thresholds.min_effect,
+                             min_stability=thresholds.min_stability)
+        base = settings if settings is not None else Settings.defaults()
+        self.settings = base.replace(**overrides) if overrides else base
+
+    def __getattr__(self, name: str):
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in Settings.model_fields and name != "api_key":
+            return getattr(settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The reporting thresholds."""
+        return self.settings.thresholds
 
     def public(self) -> dict:
         """The configuration as written to run.json (no secrets)."""
-        d = asdict(self)
-        d.pop("api_key", None)
-        return d
+        data = {"table": self.table, "goal": self.goal, "out": self.out, "in_process": self.in_process,
+                **self.settings.public()}
+        data.pop("api_key", None)
+        data.pop("api_key_env", None)
+        return data
 
 
 def versions() -> dict[str, str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from serendip.tools.contracts import DerivedColumn, Finding, finding_provenance
 from serendip.tools.result import ToolResult
 from serendip.tools.stats import bh_qvalues
 from serendip.tools.thresholds import Thresholds
@@ -34,15 +35,20 @@ class Ledger:
         thresholds: When a candidate counts as significant, strong and stable.
         results: Tool results by id, in call order.
         candidates: Candidate findings by ledger id.
+        derived: Provenance of every column the run's tools derived, by name.
     """
 
     thresholds: Thresholds = field(default_factory=Thresholds)
     results: dict[str, ToolResult] = field(default_factory=dict)
     candidates: dict[str, Candidate] = field(default_factory=dict)
+    derived: dict[str, DerivedColumn] = field(default_factory=dict)
 
     def add_result(self, result: ToolResult) -> list[str]:
         """Keep a result and register its candidate findings; returns their ledger ids."""
         self.results[result.id] = result
+        for record in result.derived or []:
+            column = DerivedColumn.model_validate(record)
+            self.derived[column.name] = column
         ids = []
         for f in result.findings:
             cid = f"C{len(self.candidates) + 1}"
@@ -145,14 +151,20 @@ class Ledger:
         chosen.sort(key=lambda f: -f["score"])
         out = []
         for i, f in enumerate(chosen, start=1):
+            bases, controls = finding_provenance(f, self.derived)
             f = {"id": f"F{i}", "kind": f.get("kind"), "title": f.get("title", ""), "summary": f.get("summary", ""),
-                 "columns": list(f.get("columns") or []), "stats": f.get("stats") or {}, "labels": f.get("labels"),
+                 "columns": list(f.get("columns") or []), "base_columns": bases, "controls": controls,
+                 "stats": f.get("stats") or {}, "labels": f.get("labels"),
                  "evidence": list(f.get("evidence") or []), "figures": list(f.get("figures") or []),
                  "novelty": f.get("novelty", "candidate"), "score": round(float(f["score"]), 4),
                  **({"interpretation": f["interpretation"]} if f.get("interpretation") else {}),
                  "candidate": f.get("candidate")}
             out.append(f)
         return out
+
+    def typed_findings(self, only_recorded: bool = False) -> list[Finding]:
+        """:meth:`final_findings` as validated :class:`~serendip.tools.contracts.Finding` models."""
+        return [Finding.model_validate(f) for f in self.final_findings(only_recorded=only_recorded)]
 
     @staticmethod
     def dedupe_key(f: dict) -> tuple:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from serendip.agent.loop import AgentLoop, LoopLimits
-from serendip.agent.models import ModelConfigError, build_chat_model, resolve_model_config
+from serendip.agent.models import build_chat_model
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.prompts import system_prompt, task_prompt
+from serendip.agent.settings import SettingsError
 from serendip.tools.mdtext import code
 
 
@@ -17,8 +18,7 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
     """Let a chat model drive the tools until it finishes or a limit is reached.
 
     Args:
-        cfg: The run's :class:`~serendip.agent.explore.ExploreConfig` (model, base_url, api_key, max_steps,
-            max_tokens, time_limit, goal, seed, thresholds).
+        cfg: The run's :class:`~serendip.agent.explore.ExploreConfig` (goal and settings).
         dispatcher: Runs tool calls and keeps the ledger.
         dataset: The table overview (n_rows, n_columns, columns with roles and units, warnings).
         transcript: The run's transcript.
@@ -33,12 +33,10 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
     name = cfg.model
     if chat_model is None:
         try:
-            mcfg = resolve_model_config(cfg.model, cfg.base_url, cfg.api_key)
-            chat_model = build_chat_model(mcfg, seed=cfg.seed)
-        except ModelConfigError as exc:
+            chat_model = build_chat_model(cfg.settings)
+        except SettingsError as exc:
             return RunOutcome(status="error", reason=str(exc))
-        name = mcfg.model
-    limits = limits or LoopLimits(max_steps=cfg.max_steps, max_tokens=cfg.max_tokens, time_limit=cfg.time_limit)
+    limits = limits or LoopLimits.from_settings(cfg.settings)
     loop = AgentLoop(chat_model, dispatcher, transcript, limits, progress)
     records = transcript.records() if resume else []
     if any(r.get("type") == "message" for r in records):

@@ -4,8 +4,9 @@ or a limit is reached.
 Our own explicit loop (in the manner of mini-swe-agent), not a framework agent: one model call per
 step through a LangChain chat model with the tools bound; every tool call answered by a ToolMessage
 (results, and errors the model can fix: unknown tool, arguments that are not JSON or of the wrong
-type); control flow by a :class:`Stop` exception carrying the exit status; transient provider failures
-retried with exponential backoff; every message appended to the transcript as the run goes, so that
+type); control flow by the shared :class:`~serendip.agent.budget.Stop` exception carrying the exit
+status and the shared :class:`~serendip.agent.budget.Budget` check; model calls (and their retries) through
+the model layer's :class:`~serendip.agent.models.ModelAdapter`; every message appended to the transcript as the run goes, so that
 ``--resume`` can rebuild the conversation and the Dispatcher can replay finished tool calls.
 """
 
@@ -17,83 +18,58 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import openai
-from langchain_core.exceptions import ContextOverflowError, ModelError
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from serendip.agent.agent_tools import AGENT_TOOLS, agent_tool_schemas, call_agent_tool
+from serendip.agent.budget import Budget, Stop
+from serendip.agent.models import ModelAdapter, RetryPolicy
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.prompts import reminder_prompt, wrap_up_prompt
+from serendip.agent.settings import Settings
 from serendip.tools.jsonsafe import dumps, to_jsonable
 
 MAX_CANDIDATES_SHOWN = 15
 MAX_CALLS_PER_TURN = 10
-TRANSIENT_STATUS = (408, 409, 429)
+_DEFAULT = {name: f.default for name, f in Settings.model_fields.items()}
 
 
 @dataclass
 class LoopLimits:
-    """Budgets and retry policy of one LLM run.
+    """Budgets and retry policy of one LLM run (defaults: those of :class:`~serendip.agent.settings.Settings`).
 
     Attributes:
         max_steps: Most model turns.
         max_tokens: Most tokens (prompt + completion, summed over calls).
         time_limit: Wall-clock seconds.
-        max_tries: Attempts per model call when the provider fails transiently.
+        max_tries: Attempts per model call when the provider fails transiently (see :class:`RetryPolicy`).
         retry_base_delay: First backoff delay in seconds (doubled at each retry).
         retry_max_delay: Longest single backoff delay.
         wrap_up_steps: Tell the model to wrap up when this many turns are left ...
         wrap_up_fraction: ... or when this fraction of the token or time budget is spent.
+        max_tool_failures: Failed calls of one tool in a row after which further calls to it are refused.
     """
 
-    max_steps: int = 40
-    max_tokens: int = 400_000
-    time_limit: float = 3600.0
-    max_tries: int = 5
-    retry_base_delay: float = 1.0
-    retry_max_delay: float = 30.0
-    wrap_up_steps: int = 2
-    wrap_up_fraction: float = 0.85
+    max_steps: int = _DEFAULT["max_steps"]
+    max_tokens: int = _DEFAULT["max_tokens"]
+    time_limit: float = _DEFAULT["time_limit"]
+    max_tries: int = _DEFAULT["max_retries"]
+    retry_base_delay: float = _DEFAULT["retry_base_delay"]
+    retry_max_delay: float = _DEFAULT["retry_max_delay"]
+    wrap_up_steps: int = _DEFAULT["wrap_up_steps"]
+    wrap_up_fraction: float = _DEFAULT["wrap_up_fraction"]
+    max_tool_failures: int = _DEFAULT["max_tool_failures"]
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LoopLimits":
+        """The loop's share of the run's settings."""
+        return cls(max_steps=settings.max_steps, max_tokens=settings.max_tokens, time_limit=settings.time_limit,
+                   max_tries=settings.max_retries, retry_base_delay=settings.retry_base_delay,
+                   retry_max_delay=settings.retry_max_delay, wrap_up_steps=settings.wrap_up_steps,
+                   wrap_up_fraction=settings.wrap_up_fraction, max_tool_failures=settings.max_tool_failures)
 
-class Stop(Exception):
-    """Ends the loop with an exit status and a one-line reason."""
-
-    def __init__(self, status: str, reason: str = "") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """``TypeName (status): first line of the message``, bounded."""
-    status = getattr(exc, "status_code", None)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    head = type(exc).__name__ + (f" ({status})" if status else "")
-    return f"{head}: {text}"[:limit] if text else head
-
-
-def provider_failure(exc: BaseException) -> str | None:
-    """'transient' (worth retrying), 'fatal' (a provider refusal), or None (not a provider failure)."""
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        return "transient" if status in TRANSIENT_STATUS or status >= 500 else "fatal"
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
-        return "transient"
-    if isinstance(exc, ModelError):
-        return "transient" if exc.is_retryable else "fatal"
-    if isinstance(exc, openai.OpenAIError):
-        return "fatal"
-    return None
-
-
-def retry_after(exc: BaseException) -> float:
-    """Seconds the provider asked us to wait (Retry-After header), or 0."""
-    response = getattr(exc, "response", None)
-    try:
-        return float(response.headers.get("retry-after", 0)) if response is not None else 0.0
-    except (TypeError, ValueError):
-        return 0.0
+    def retry_policy(self) -> RetryPolicy:
+        """How the model adapter retries."""
+        return RetryPolicy(self.max_tries, self.retry_base_delay, self.retry_max_delay)
 
 
 def message_text(message: BaseMessage) -> str:
@@ -164,16 +140,36 @@ class AgentLoop:
         self.schemas = self.sandbox_schemas + agent_tool_schemas()
         self.tool_names = sorted(self.sandbox_tools) + list(AGENT_TOOLS)
         self.model = chat_model.bind_tools(self.schemas)
+        self.budget = Budget(self.limits.max_steps, self.limits.max_tokens, self.limits.time_limit, clock=clock)
+        self.adapter = ModelAdapter(self.model, self.limits.retry_policy(), log=transcript.append,
+                                    time_left=lambda: self.budget.time_left, sleep=sleep, raw_model=chat_model,
+                                    on_retry=lambda text: self._say("done", safe(text, 160)))
         self.messages: list[BaseMessage] = []
-        self.steps = 0
-        self.tokens = 0
+        self.failures: dict[str, int] = {}
         self.summary = ""
         self.finished = False
         self.no_tool_streak = 0
         self.warned = False
-        self.started = clock()
         self._replaying = False
         self._logged_calls: set[str] = set()
+
+    @property
+    def steps(self) -> int:
+        """Model turns taken."""
+        return self.budget.steps
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self.budget.steps = value
+
+    @property
+    def tokens(self) -> int:
+        """Tokens used."""
+        return self.budget.tokens
+
+    @tokens.setter
+    def tokens(self, value: int) -> None:
+        self.budget.tokens = value
 
     # ------------------------------------------------------------------ public
     def run(self, messages: list[BaseMessage]) -> RunOutcome:
@@ -188,13 +184,13 @@ class AgentLoop:
 
     # ------------------------------------------------------------------ the loop
     def _drive(self, records: list[dict] | None = None) -> RunOutcome:
-        self.started = self.clock()
+        self.budget.restart_clock()
         status, reason = "completed", ""
         try:
             if records is not None:
                 self._rebuild(records)
             while not self.finished:
-                self._check_limits()
+                self.budget.check()
                 self._maybe_wrap_up()
                 self._step()
         except Stop as stop:
@@ -259,8 +255,15 @@ class AgentLoop:
                 self.finished = True
                 self.summary = reply.summary
             self._say("done", f"step {self.steps}: {name} {'ok' if reply.ok else 'refused'}")
+        elif self.failures.get(name, 0) >= self.limits.max_tool_failures:
+            content = tool_error(name, f"{name} failed {self.failures[name]} times in a row, so it is not run again "
+                                       "in this run. Use another tool, or record, dismiss and finish.")
+            record["ok"] = False
+            record["refused"] = "repeated_failures"
+            self._say("done", f"step {self.steps}: {name} refused after {self.failures[name]} failures in a row")
         else:
             result = self.dispatcher.call(name, arguments, self.steps)
+            self.failures[name] = 0 if result.ok else self.failures.get(name, 0) + 1
             content = result_text(result, self.dispatcher.candidate_ids.get(result.id, []), self.dispatcher.ledger)
             record.update(ok=result.ok, result_id=result.id)
             self._say("done", f"step {self.steps}: {result.id} {name} "
@@ -279,32 +282,8 @@ class AgentLoop:
 
     # ------------------------------------------------------------------ the model call
     def _query(self) -> AIMessage:
-        """One model call, retrying transient provider failures with exponential backoff."""
-        for attempt in range(1, self.limits.max_tries + 1):
-            try:
-                return self.model.invoke(self.messages)
-            except Exception as exc:  # noqa: BLE001 - classified below; anything else propagates
-                kind = provider_failure(exc)
-                if kind is None:
-                    raise
-                reason = one_line(exc)
-                if isinstance(exc, ContextOverflowError):
-                    raise Stop("token_limit",
-                               f"the conversation no longer fits the model's context: {reason}") from None
-                if kind == "fatal":
-                    raise Stop("error", f"the model provider refused the request: {reason}") from None
-                if attempt == self.limits.max_tries:
-                    raise Stop("error", f"the model provider failed {attempt} times; last: {reason}") from None
-                delay = min(self.limits.retry_max_delay,
-                            max(self.limits.retry_base_delay * 2 ** (attempt - 1), retry_after(exc)))
-                if self.clock() - self.started + delay > self.limits.time_limit:
-                    raise Stop("time_limit", f"reached the time limit of {self.limits.time_limit:.0f} s "
-                                             f"while the model provider was failing ({reason})") from None
-                self.transcript.append({"type": "model_retry", "step": self.steps + 1, "attempt": attempt,
-                                        "error": reason, "delay_s": round(delay, 3)})
-                self._say("done", f"model call failed ({safe(reason, 100)}); retry {attempt} in {delay:.1f} s")
-                self.sleep(delay)
-        raise AssertionError("unreachable")
+        """One model call; the model layer retries provider faults and raises Stop when they persist."""
+        return self.adapter.invoke(self.messages, step=self.steps)
 
     def _count_tokens(self, ai: AIMessage) -> tuple[int, bool]:
         """Tokens of a call from the response's usage metadata; else about four characters a token."""
@@ -317,15 +296,6 @@ class AgentLoop:
         return max(1, chars // 4), True
 
     # ------------------------------------------------------------------ limits
-    def _check_limits(self) -> None:
-        lim = self.limits
-        if self.steps >= lim.max_steps:
-            raise Stop("step_limit", f"reached the step limit of {lim.max_steps}")
-        if self.tokens >= lim.max_tokens:
-            raise Stop("token_limit", f"used {self.tokens} tokens of the {lim.max_tokens} allowed")
-        if self.clock() - self.started >= lim.time_limit:
-            raise Stop("time_limit", f"reached the time limit of {lim.time_limit:.0f} s")
-
     def _maybe_wrap_up(self) -> None:
         """Once, when the budget is nearly spent, tell the model to record, dismiss and finish."""
         if self.warned or self.steps == 0:
@@ -337,8 +307,8 @@ class AgentLoop:
             reason = f"{left} turn{'s' if left != 1 else ''} left"
         elif self.tokens >= lim.wrap_up_fraction * lim.max_tokens:
             reason = f"{self.tokens} of {lim.max_tokens} tokens used"
-        elif self.clock() - self.started >= lim.wrap_up_fraction * lim.time_limit:
-            reason = f"{self.clock() - self.started:.0f} of {lim.time_limit:.0f} s used"
+        elif self.budget.elapsed >= lim.wrap_up_fraction * lim.time_limit:
+            reason = f"{self.budget.elapsed:.0f} of {lim.time_limit:.0f} s used"
         if reason:
             self.warned = True
             self._append(HumanMessage(wrap_up_prompt(reason, self.dispatcher.ledger)), kind="wrap_up")

@@ -1,164 +1,249 @@
-"""Which chat model drives a run, and how to reach it.
+"""The model layer: the chat model a run talks to, and the adapter that owns retries.
 
-Each setting is taken from the first place that gives it: a command-line flag, then the environment
-(``SERENDIP_MODEL``; ``SERENDIP_BASE_URL`` or ``OPENAI_BASE_URL``; ``OPENAI_API_KEY``), then the config
-file (``~/.config/serendip/config.toml``, or the path in ``SERENDIP_CONFIG``; keys ``model``,
-``base_url``, ``api_key_env`` or ``api_key``, ``temperature``, ``timeout``), then the default: the
-offline ``autopilot``. Local OpenAI-compatible servers (Ollama, vLLM, llama.cpp, LM Studio) need no
-real key, so a placeholder is used when a base URL is set and no key is.
+:func:`build_chat_model` makes a LangChain ``ChatOpenAI`` from the run's :class:`~serendip.agent.settings.Settings`
+(any OpenAI-compatible endpoint). :class:`ModelAdapter` makes one model call: it retries transient provider
+faults (429, 408/409, 5xx, timeouts, dropped connections) and malformed replies (a 200 body that is not
+JSON or not a completion, ``choices: []``, an ``error`` object with status 200, an SSE body nobody asked
+for, tool-call arguments that are JSON but not an object) with exponential backoff through tenacity,
+writes every retry to the transcript (with the offending reply, bounded), and ends the run with
+:class:`~serendip.agent.budget.Stop` when the provider refuses (``provider_error``), keeps failing
+(``provider_error``), the context overflows (``token_limit``) or waiting would pass the time limit
+(``time_limit``). The loop keeps only the step logic.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Mapping
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
 
-AUTOPILOT = "autopilot"
-PLACEHOLDER_KEY = "not-needed"
-DEFAULT_TIMEOUT_S = 120.0
-CONFIG_KEYS = ("model", "base_url", "api_key_env", "api_key", "temperature", "timeout")
+import httpx
+import openai
+import pydantic
+from langchain_core.exceptions import ContextOverflowError, ModelError
+from langchain_core.messages import AIMessage, BaseMessage
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from serendip.agent.budget import Stop
+from serendip.agent.settings import PLACEHOLDER_KEY, Settings, SettingsError
+
+ModelConfigError = SettingsError
+"""Former name of :class:`~serendip.agent.settings.SettingsError` (kept for callers)."""
+TRANSIENT_STATUS = (408, 409, 429)
+REPLY_LIMIT = 2000
+"""Characters of an offending reply kept in the transcript."""
+MALFORMED_ERRORS = (json.JSONDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+                    pydantic.ValidationError, openai.APIResponseValidationError)
+"""What the client stack raises on a reply it cannot read (a 200 that is not a usable completion)."""
 
 
-class ModelConfigError(ValueError):
-    """The model settings are unusable; the message is one line that says how to fix them."""
+class MalformedReply(Exception):
+    """A reply that arrived but cannot be used (retried like a transient fault)."""
 
 
-@dataclass
-class ModelConfig:
-    """A resolved model choice.
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How model calls are retried.
 
     Attributes:
-        model: 'autopilot' or the name of a chat model.
-        base_url: OpenAI-compatible endpoint (None = the OpenAI API).
-        api_key: Key for the endpoint (a placeholder for local servers; never written to disk).
-        temperature: Sampling temperature.
-        timeout: Seconds to wait for one model response.
-        sources: Where each setting came from ('flag', 'env SERENDIP_MODEL', 'config <path>', 'default').
+        max_tries: Attempts per model call (1 = no retry).
+        base_delay: First backoff delay in seconds (doubled at each retry).
+        max_delay: Longest single backoff delay.
     """
 
-    model: str = AUTOPILOT
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    temperature: float = 0.0
-    timeout: float = DEFAULT_TIMEOUT_S
-    sources: dict[str, str] = field(default_factory=dict)
+    max_tries: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 30.0
 
-    @property
-    def is_autopilot(self) -> bool:
-        """True for the offline planner (no model at all)."""
-        return self.model == AUTOPILOT
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RetryPolicy":
+        """The policy of ``settings`` (max_retries, retry_base_delay, retry_max_delay)."""
+        return cls(settings.max_retries, settings.retry_base_delay, settings.retry_max_delay)
 
-
-def config_path(env: Mapping[str, str] | None = None) -> Path:
-    """The config file: ``$SERENDIP_CONFIG``, else ``$XDG_CONFIG_HOME/serendip/config.toml`` (~/.config)."""
-    env = os.environ if env is None else env
-    if env.get("SERENDIP_CONFIG"):
-        return Path(env["SERENDIP_CONFIG"]).expanduser()
-    base = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else Path.home() / ".config"
-    return base / "serendip" / "config.toml"
+    def delay(self, attempt: int, asked: float = 0.0) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based), at least what the provider ``asked``."""
+        return min(self.max_delay, max(self.base_delay * 2 ** (attempt - 1), asked))
 
 
-def read_config_file(path: Path) -> dict:
-    """The model settings in a TOML config file (empty when the file does not exist)."""
-    if not path.exists():
-        return {}
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``TypeName (status): first line of the message``, bounded."""
+    status = getattr(exc, "status_code", None)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    head = type(exc).__name__ + (f" ({status})" if status else "")
+    return f"{head}: {text}"[:limit] if text else head
+
+
+def provider_failure(exc: BaseException) -> str | None:
+    """'transient' (worth retrying), 'malformed' (a reply that cannot be used; retried), 'fatal' (a
+    provider refusal), or None (not a provider failure)."""
+    if isinstance(exc, MalformedReply):
+        return "malformed"
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        return "transient" if status in TRANSIENT_STATUS or status >= 500 else "fatal"
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return "transient"
+    if isinstance(exc, openai.APIResponseValidationError):
+        return "malformed"
+    if isinstance(exc, ModelError):
+        return "transient" if exc.is_retryable else "fatal"
+    if isinstance(exc, openai.OpenAIError):
+        return "fatal"
+    if isinstance(exc, MALFORMED_ERRORS):
+        return "malformed"
+    return None
+
+
+def retry_after(exc: BaseException) -> float:
+    """Seconds the provider asked us to wait (Retry-After header), or 0."""
+    response = getattr(exc, "response", None)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise ModelConfigError(f"cannot read the config file {path}: {str(exc).splitlines()[0]}") from None
-    section = data.get("model") if isinstance(data.get("model"), dict) else data
-    return {k: section[k] for k in CONFIG_KEYS if k in section}
-
-
-def _number(value, name: str, where: str, low: float, high: float) -> float:
-    try:
-        number = float(value)
+        return float(response.headers.get("retry-after", 0)) if response is not None else 0.0
     except (TypeError, ValueError):
-        raise ModelConfigError(f"{name} in {where} must be a number in [{low:g}, {high:g}]; got {value!r}") from None
-    if not math.isfinite(number) or not low <= number <= high:
-        raise ModelConfigError(f"{name} in {where} must be a number in [{low:g}, {high:g}]; got {value!r}")
-    return number
+        return 0.0
 
 
-def resolve_model_config(model: str | None = None, base_url: str | None = None, api_key: str | None = None,
-                         *, env: Mapping[str, str] | None = None, config_file: str | Path | None = None,
-                         require_key: bool = True) -> ModelConfig:
-    """Resolve the model settings from flags, the environment, the config file and the defaults.
+def check_reply(ai: Any) -> AIMessage:
+    """``ai`` if it is a usable reply; else :class:`MalformedReply` saying what is wrong with it."""
+    if not isinstance(ai, AIMessage):
+        raise MalformedReply(f"the reply is a {type(ai).__name__}, not an assistant message")
+    for call in ai.tool_calls:
+        if not isinstance(call.get("args"), dict):
+            raise MalformedReply(f"the arguments of tool call {str(call.get('name'))[:60]!r} are "
+                                 f"{type(call.get('args')).__name__}, not a JSON object")
+    return ai
+
+
+class ReplyRecorder:
+    """An httpx response hook that keeps the start of the last response body (for the transcript)."""
+
+    def __init__(self, limit: int = REPLY_LIMIT) -> None:
+        self.limit = limit
+        self.last = ""
+
+    def __call__(self, response: httpx.Response) -> None:
+        try:
+            response.read()
+            self.last = f"HTTP {response.status_code} {response.headers.get('content-type', '')}: " \
+                        f"{response.text[: self.limit]}"
+        except (httpx.HTTPError, UnicodeDecodeError):  # a dropped connection: the client reports it
+            self.last = ""
+
+
+def build_chat_model(settings: Settings):
+    """A LangChain ``ChatOpenAI`` for ``settings``; it does no retries of its own (:class:`ModelAdapter` does).
 
     Args:
-        model: The ``--model`` flag (None when not given).
-        base_url: The ``--base-url`` flag.
-        api_key: A key given directly (flag or caller).
-        env: The environment (``os.environ`` by default).
-        config_file: The config file (``config_path(env)`` by default).
-        require_key: Refuse a hosted model that has no key (off when a chat model is supplied directly).
+        settings: The run's settings (not the autopilot); ``seed`` is passed to the endpoint.
 
     Raises:
-        ModelConfigError: The config file is unreadable or holds a bad value, or a hosted model has
-            no key and no base URL.
+        SettingsError: The settings name the autopilot.
     """
-    env = os.environ if env is None else env
-    path = Path(config_file) if config_file is not None else config_path(env)
-    file_cfg = read_config_file(path)
-    where = f"config {path}"
-    sources: dict[str, str] = {}
-
-    def pick(name: str, flag, env_names: tuple[str, ...], file_key: str | None):
-        if flag not in (None, ""):
-            sources[name] = "flag"
-            return flag
-        for var in env_names:
-            if env.get(var):
-                sources[name] = f"env {var}"
-                return env[var]
-        if file_key and file_cfg.get(file_key) not in (None, ""):
-            sources[name] = where
-            return file_cfg[file_key]
-        sources[name] = "default"
-        return None
-
-    chosen_model = str(pick("model", model, ("SERENDIP_MODEL",), "model") or AUTOPILOT).strip()
-    chosen_url = pick("base_url", base_url, ("SERENDIP_BASE_URL", "OPENAI_BASE_URL"), "base_url")
-    chosen_url = str(chosen_url).strip().rstrip("/") if chosen_url else None
-    key = pick("api_key", api_key, ("OPENAI_API_KEY",), "api_key")
-    if key is None and file_cfg.get("api_key_env"):
-        var = str(file_cfg["api_key_env"])
-        if env.get(var):
-            key, sources["api_key"] = env[var], f"env {var} (named in {where})"
-    if key is None and chosen_url:
-        key, sources["api_key"] = PLACEHOLDER_KEY, "placeholder for a local server"
-    temperature = _number(file_cfg.get("temperature", 0.0), "temperature", where, 0.0, 2.0)
-    timeout = _number(file_cfg.get("timeout", DEFAULT_TIMEOUT_S), "timeout", where, 1.0, 3600.0)
-    if chosen_url and not chosen_url.startswith(("http://", "https://")):
-        raise ModelConfigError(f"the base URL must start with http:// or https://; got {chosen_url[:80]!r} "
-                               f"(from {sources['base_url']})")
-    cfg = ModelConfig(model=chosen_model, base_url=chosen_url, api_key=key, temperature=temperature,
-                      timeout=timeout, sources=sources)
-    if require_key and not cfg.is_autopilot and not cfg.api_key:
-        raise ModelConfigError(
-            f"model {chosen_model!r} needs an API key: set OPENAI_API_KEY (or api_key_env in {path}), or give "
-            "--base-url for a local OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio)")
-    return cfg
-
-
-def build_chat_model(cfg: ModelConfig, seed: int | None = None):
-    """A LangChain ``ChatOpenAI`` for ``cfg``; retries are ours (see :mod:`serendip.agent.loop`), not the client's.
-
-    Args:
-        cfg: The resolved settings (not the autopilot).
-        seed: Sampling seed passed to the endpoint (servers that ignore it are unaffected).
-    """
-    if cfg.is_autopilot:
-        raise ModelConfigError("the autopilot runs without a chat model")
+    if settings.is_autopilot:
+        raise SettingsError("the autopilot runs without a chat model")
     from langchain_openai import ChatOpenAI
 
-    kwargs = {}
-    if cfg.base_url:
+    kwargs: dict[str, Any] = {}
+    if settings.base_url:
         # OpenAI-compatible servers implement chat completions, not always the Responses API.
         kwargs["use_responses_api"] = False
-    return ChatOpenAI(model=cfg.model, base_url=cfg.base_url, api_key=cfg.api_key or PLACEHOLDER_KEY,
-                      max_retries=0, timeout=cfg.timeout, temperature=cfg.temperature, seed=seed, **kwargs)
+    if settings.max_output_tokens:
+        kwargs["max_tokens"] = settings.max_output_tokens
+    recorder = ReplyRecorder()
+    client = openai.DefaultHttpxClient(event_hooks={"response": [recorder]})
+    client.serendip_recorder = recorder
+    return ChatOpenAI(model=settings.model, base_url=settings.base_url, api_key=settings.key or PLACEHOLDER_KEY,
+                      max_retries=0, timeout=settings.request_timeout, temperature=settings.temperature,
+                      seed=settings.seed, http_client=client, **kwargs)
+
+
+def last_reply(chat_model) -> str:
+    """The start of the last raw HTTP reply ``chat_model`` received ('' when unknown)."""
+    recorder = getattr(getattr(chat_model, "http_client", None), "serendip_recorder", None)
+    return recorder.last if recorder is not None else ""
+
+
+class ModelAdapter:
+    """One model call with the retry policy; each retry written to the transcript.
+
+    Args:
+        chat_model: A LangChain chat model (tools already bound, or not).
+        policy: Attempts and backoff.
+        log: Called with one transcript record per retry.
+        time_left: Seconds left in the run's time budget (a retry that would wait past it stops the run).
+        sleep: Sleep function (injectable for tests).
+        raw_model: The unbound chat model, whose HTTP client records raw replies (defaults to ``chat_model``).
+        on_retry: Called with a one-line description of each retry (progress display).
+    """
+
+    def __init__(self, chat_model, policy: RetryPolicy, log: Callable[[dict], None],
+                 time_left: Callable[[], float] = lambda: float("inf"), sleep: Callable[[float], None] = time.sleep,
+                 raw_model=None, on_retry: Callable[[str], None] | None = None) -> None:
+        self.chat_model = chat_model
+        self.raw_model = raw_model if raw_model is not None else chat_model
+        self.policy = policy
+        self.log = log
+        self.time_left = time_left
+        self.sleep = sleep
+        self.on_retry = on_retry
+        self.step = 0
+
+    def invoke(self, messages: list[BaseMessage], step: int = 0) -> AIMessage:
+        """The model's reply to ``messages``.
+
+        Raises:
+            Stop: ``provider_error`` (refused, or failing after every attempt), ``token_limit`` (context
+                overflow) or ``time_limit`` (a retry would wait past the time budget).
+        """
+        self.step = step
+        retrying = Retrying(stop=stop_after_attempt(self.policy.max_tries), retry=retry_if_exception(self._retryable),
+                            wait=self._wait, before_sleep=self._before_sleep, sleep=self.sleep, reraise=True)
+        try:
+            return retrying(lambda: check_reply(self.chat_model.invoke(messages)))
+        except Stop:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified below; anything else propagates
+            kind = provider_failure(exc)
+            if kind is None:
+                raise
+            reason = one_line(exc)
+            if isinstance(exc, ContextOverflowError):
+                raise Stop("token_limit", f"the conversation no longer fits the model's context: {reason}") from None
+            if kind == "fatal":
+                self._record(exc, attempt=1, delay=None)
+                raise Stop("provider_error", f"the model provider refused the request: {reason}") from None
+            self._record(exc, attempt=self.policy.max_tries, delay=None)
+            what = "sent unusable replies" if kind == "malformed" else "failed"
+            raise Stop("provider_error", f"the model provider {what} {self.policy.max_tries} times; "
+                                         f"last: {reason}") from None
+
+    # ------------------------------------------------------------------ tenacity hooks
+    @staticmethod
+    def _retryable(exc: BaseException) -> bool:
+        return provider_failure(exc) in ("transient", "malformed") and not isinstance(exc, ContextOverflowError)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = self.policy.delay(state.attempt_number, retry_after(exc) if exc else 0.0)
+        if delay > self.time_left():
+            raise Stop("time_limit", f"reached the time limit while the model provider was failing "
+                                     f"({one_line(exc) if exc else 'no reply'})")
+        return delay
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception()
+        delay = state.next_action.sleep if state.next_action else 0.0
+        self._record(exc, state.attempt_number, delay)
+        if self.on_retry is not None:
+            self.on_retry(f"model call failed ({one_line(exc, 100)}); retry {state.attempt_number} in {delay:.1f} s")
+
+    def _record(self, exc: BaseException, attempt: int, delay: float | None) -> None:
+        record = {"type": "model_retry" if delay is not None else "model_failure", "step": self.step + 1,
+                  "attempt": attempt, "kind": provider_failure(exc), "error": one_line(exc)}
+        if delay is not None:
+            record["delay_s"] = round(delay, 3)
+        reply = last_reply(self.raw_model)
+        if reply and record["kind"] == "malformed":
+            record["reply"] = reply
+        self.log(record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-EXIT_STATUSES = ("completed", "step_limit", "token_limit", "time_limit", "interrupted", "error")
+EXIT_STATUSES = ("completed", "step_limit", "token_limit", "time_limit", "interrupted", "provider_error", "error")
 
 
 @dataclass
@@ -12,7 +12,8 @@ class RunOutcome:
     """The end of a run.
 
     Attributes:
-        status: One of completed, step_limit, token_limit, time_limit, interrupted, error.
+        status: One of completed, step_limit, token_limit, time_limit, interrupted, provider_error (the model
+            provider refused, kept failing or kept sending unusable replies), error.
         reason: One line saying why the run stopped (empty when completed normally).
         steps: Number of steps taken (model turns, or planner steps for the autopilot).
         tokens: Tokens used (prompt + completion; 0 for the autopilot).

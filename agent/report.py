@@ -10,10 +10,10 @@ import pandas as pd
 
 from serendip.agent.ledger import Ledger
 from serendip.agent.report_html import markdown_to_html
+from serendip.tools.contracts import FINDINGS_SCHEMA, parse_findings_document
 from serendip.tools.jsonsafe import to_jsonable
 from serendip.tools.mdtext import code
 
-FINDINGS_SCHEMA = "serendip.findings/1"
 KIND_TITLES = {"trend": "Trends", "group": "Groups", "outlier": "Outliers", "data_quality": "Data quality"}
 
 
@@ -77,11 +77,15 @@ def escape_md(text: object) -> str:
 
 
 def write_findings_json(out: Path, findings: list[dict], dataset: dict, run: dict) -> None:
-    """findings.json in the contract's shape."""
-    doc = {"schema": FINDINGS_SCHEMA, "dataset": dataset, "run": run,
-           "findings": [{k: v for k, v in f.items() if k != "candidate"} for f in findings]}
-    (out / "findings.json").write_text(json.dumps(to_jsonable(doc, digits=6), indent=2, ensure_ascii=False),
-                                       encoding="utf-8")
+    """findings.json in the contract's shape, validated against it before it is written.
+
+    Raises:
+        ContractError: The document breaks the contract (a bug in a tool or the ledger).
+    """
+    doc = to_jsonable({"schema": FINDINGS_SCHEMA, "dataset": dataset, "run": run,
+                       "findings": [{k: v for k, v in f.items() if k != "candidate"} for f in findings]}, digits=6)
+    parse_findings_document(doc)
+    (out / "findings.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def write_rows_csv(out: Path, findings: list[dict], n_rows: int, extra_artifacts: list[str] = ()) -> list[str]:

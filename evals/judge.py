@@ -124,8 +124,7 @@ def judge_findings(chat_model, truth: Truth, findings: list[dict], judge_name: s
 
 def build_judge(model: str, base_url: str | None = None):
     """A temperature-0 ChatOpenAI for the judge, configured like the explorer's model (flags, env, config file)."""
-    from serendip.agent.models import build_chat_model, resolve_model_config
+    import serendip
 
-    cfg = resolve_model_config(model=model, base_url=base_url)
-    cfg.temperature = 0.0
-    return build_chat_model(cfg, seed=0)
+    settings = serendip.Settings.resolve({"model": model, "base_url": base_url})
+    return serendip.chat_model(settings.replace(temperature=0.0, seed=0))

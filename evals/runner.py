@@ -19,9 +19,10 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from serendip.evals import scoreboard
 from serendip.evals.cases import CaseError, load_case, load_cases, select_cases
@@ -29,6 +30,8 @@ from serendip.evals.truth import case_id
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EVAL_TIME_LIMIT = 1800.0
+"""Each case's wall-clock limit when no flag, environment variable or config file sets ``time_limit``."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,7 @@ class Job:
     case_name: str
     anonymised: bool
     out_root: str
-    model: str = "autopilot"
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    max_steps: int = 40
-    time_limit: float = 1800.0
+    settings: Any = None
     in_process: bool = False
     judge: str | None = None
     judge_base_url: str | None = None
@@ -114,14 +113,11 @@ def run_job(job: Job) -> dict:
 
 
 def explore_case(job: Job, table: Path, goal: str, seed: int, run_dir: Path) -> None:
-    """Run the explorer on the case's table into ``run_dir`` (quietly)."""
-    from serendip.agent.explore import ExploreConfig, explore
-    from serendip.agent.progress import Progress
+    """Run the explorer on the case's table into ``run_dir`` (quietly), through the public API."""
+    import serendip
 
-    cfg = ExploreConfig(table=str(table), goal=goal, out=str(run_dir), model=job.model, base_url=job.base_url,
-                        api_key=job.api_key, seed=seed, max_steps=job.max_steps, time_limit=job.time_limit,
-                        in_process=job.in_process)
-    explore(cfg, progress=Progress(quiet=True))
+    settings = job.settings if job.settings is not None else serendip.Settings.defaults()
+    serendip.explore(table, goal=goal, out=run_dir, settings=settings.replace(seed=seed), in_process=job.in_process)
 
 
 def judge_case(job: Job, truth, run_dir: Path) -> dict:
@@ -260,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", default=None, metavar="MODEL",
                    help="score stated hypotheses with this judge model as well (off by default)")
     p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible endpoint of the judge model")
-    p.add_argument("--max-steps", type=int, default=40, help="most model turns / planner steps per case (default 40)")
-    p.add_argument("--time-limit", type=float, default=1800.0, help="wall-clock limit of each run in seconds (default 1800)")
+    p.add_argument("--max-steps", type=int, default=None, help="most model turns / planner steps per case (default 40)")
+    p.add_argument("--time-limit", type=float, default=None, help="wall-clock limit of each run in seconds (default 1800)")
     p.add_argument("--in-process", action="store_true", help="run tools inside each case's process (no sandbox worker)")
     p.add_argument("--redo", action="store_true", help="rerun cases whose run already finished in --out")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
@@ -290,28 +286,30 @@ def main(argv: list[str] | None = None) -> int:
             note = c.missing_file()
             print(f"{c.name}{' [fast]' if c.fast else ''}: {c.description[:100]}" + (f"  ({note})" if note else ""))
         return EXIT_OK
-    from serendip.agent.models import ModelConfigError, resolve_model_config
+    import serendip
 
     try:
-        mcfg = resolve_model_config(model=args.model, base_url=args.base_url)
+        settings = serendip.Settings.resolve({"model": args.model, "base_url": args.base_url,
+                                              "max_steps": args.max_steps, "time_limit": args.time_limit}).require_key()
+        if settings.sources["time_limit"] == "default":
+            settings = settings.replace(_source="eval default", time_limit=EVAL_TIME_LIMIT)
         if args.judge:
-            resolve_model_config(model=args.judge, base_url=args.judge_base_url)
-    except ModelConfigError as exc:
+            serendip.Settings.resolve({"model": args.judge, "base_url": args.judge_base_url}).require_key()
+    except serendip.SettingsError as exc:
         return _fail(str(exc))
     if args.judge == "autopilot":
         return _fail("--judge needs a chat model name, not 'autopilot'")
     out = Path(args.out) if args.out else Path("serendip-runs") / (
         "eval-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"))
     variants = [True] if args.anonymised else [False, True] if args.both else [False]
-    jobs = [Job(case_path=c.path, case_name=c.name, anonymised=anon, out_root=str(out), model=mcfg.model,
-                base_url=mcfg.base_url, api_key=mcfg.api_key, max_steps=args.max_steps, time_limit=args.time_limit,
+    jobs = [Job(case_path=c.path, case_name=c.name, anonymised=anon, out_root=str(out), settings=settings,
                 in_process=args.in_process, judge=args.judge, judge_base_url=args.judge_base_url, redo=args.redo)
             for c in cases for anon in variants]
     out.mkdir(parents=True, exist_ok=True)
     with EvalProgress(len(jobs), quiet=args.quiet) as progress:
         progress.started(jobs)
         results = run_jobs(jobs, args.jobs, progress)
-    board = scoreboard.build(results, meta=run_meta(mcfg.model, mcfg.base_url, args, variants))
+    board = scoreboard.build(results, meta=run_meta(settings, args, variants))
     _, md = scoreboard.write(board, out)
     if args.write_results:
         RESULTS_MD.write_text(scoreboard.markdown(board), encoding="utf-8")
@@ -321,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK if tot["n_run"] and tot["n_passed"] == tot["n_run"] else EXIT_FAILED
 
 
-def run_meta(model: str, base_url: str | None, args: argparse.Namespace, variants: list[bool]) -> dict:
+def run_meta(settings, args: argparse.Namespace, variants: list[bool]) -> dict:
     """What produced the scoreboard (no secrets)."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -329,11 +327,11 @@ def run_meta(model: str, base_url: str | None, args: argparse.Namespace, variant
         ver = version("serendip")
     except PackageNotFoundError:
         ver = "?"
-    return {"model": model, "base_url": base_url, "judge": args.judge, "judge_base_url": args.judge_base_url,
+    return {"model": settings.model, "base_url": settings.base_url, "judge": args.judge, "judge_base_url": args.judge_base_url,
             "seed": "per case (default 0)", "version": ver,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "variants": ", ".join("anonymised" if v else "plain" for v in variants), "fast": args.fast,
-            "max_steps": args.max_steps, "time_limit_s": args.time_limit, "jobs": args.jobs,
+            "max_steps": settings.max_steps, "time_limit_s": settings.time_limit, "jobs": args.jobs,
             "cases": args.cases or "all"}
 
 

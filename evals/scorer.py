@@ -5,7 +5,9 @@ written in the contract's format (DESIGN.md §1).
 
 How each check is computed:
 
-- **Derived columns map back to their base columns.** Known prefixes ``log10_``, ``asinh_`` and
+- **Derived columns map back to their base columns.** A finding that carries its provenance
+  (``base_columns`` aligned with ``columns``, and ``controls``, recorded by the session when the columns
+  were made) is read from it. Otherwise, for output written by other tools or older versions, known prefixes ``log10_``, ``asinh_`` and
   ``rank_`` (and the ``_derived`` suffix ``transform`` adds on a name clash) are stripped, repeatedly;
   ``resid_<y>_vs_<x>`` is ``y`` controlling for ``x`` (several controls are joined by ``_``; each part is
   matched to the table's columns, longest name first). A name that is a column of the table is never
@@ -42,6 +44,7 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
 from serendip.evals.truth import Truth
+from serendip.tools.contracts import ContractError, parse_findings_document
 
 TRANSFORM_PREFIXES = ("log10_", "asinh_", "rank_")
 DERIVED_SUFFIX = "_derived"
@@ -127,6 +130,18 @@ def _split_controls(rest: str, known: set[str]) -> list[str]:
     return out
 
 
+def finding_bases(finding: dict, known: list[str] | set[str], first: int | None = None
+                  ) -> tuple[list[str], frozenset[str]]:
+    """The base column of each of a finding's first ``first`` columns (all when None) and the columns it
+    controls for: from its recorded provenance when it has one, else from the column names."""
+    columns = [str(c) for c in finding.get("columns") or []]
+    bases = finding.get("base_columns")
+    if isinstance(bases, list) and len(bases) == len(columns):
+        return [str(b) for b in bases][:first], frozenset(str(c) for c in finding.get("controls") or [])
+    parsed = [base_column(c, known) for c in columns[:first]]
+    return [b for b, _ in parsed], frozenset().union(*(c for _, c in parsed)) if parsed else frozenset()
+
+
 # ---------------------------------------------------------------------- reading an output folder
 @dataclass
 class Output:
@@ -155,6 +170,10 @@ def read_output(out_dir: str | Path) -> Output:
         raise OutputError(f"{path} is unreadable: {str(exc).splitlines()[0]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("findings"), list):
         raise OutputError(f"{path} has no 'findings' list")
+    try:
+        parse_findings_document(doc)
+    except ContractError as exc:
+        raise OutputError(f"{path} does not follow the findings contract: {exc}") from None
     warnings = []
     schema = str(doc.get("schema", ""))
     if not schema.startswith(SCHEMA_PREFIX):
@@ -208,8 +227,9 @@ def trend_claims(findings: list[dict], columns: list[str], q_max: float) -> list
         if f.get("kind") != "trend" or len(f.get("columns") or []) < 2:
             continue
         s = f.get("stats") or {}
-        (a, ca), (b, cb) = (base_column(str(c), columns) for c in f["columns"][:2])
-        controls = set(ca | cb)
+        bases, carried = finding_bases(f, columns, first=2)
+        a, b = bases[:2]
+        controls = set(carried)
         for key in CONTROL_KEYS:
             v = s.get(key)
             for c in ([v] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else []):
@@ -388,7 +408,7 @@ def score_output(output: Output, truth: Truth) -> dict:
     if truth.data_quality:
         named = set()
         for f in by_kind["data_quality"]:
-            named |= {base_column(str(c), cols)[0] for c in f.get("columns") or []}
+            named |= set(finding_bases(f, cols)[0])
         hit = [c for c in truth.data_quality if c in named]
         recall = len(hit) / len(truth.data_quality)
         metrics["dq_recall"] = recall

@@ -3,7 +3,8 @@ scripted replies, every request recorded. It listens on 127.0.0.1 (a random free
 ``max_requests`` requests and shuts itself down after ``lifetime`` seconds whatever happens.
 
 Script entries (see the helpers below): a tool-call reply, a text reply, an HTTP error status, a delay
-before replying (to trip the client's timeout), or raw arguments text (e.g. malformed JSON).
+before replying (to trip the client's timeout), raw arguments text (e.g. malformed JSON), or a raw body
+(e.g. not JSON at all, or an SSE stream nobody asked for).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def error_reply(status: int, message: str = "scripted failure", headers: dict | 
     return {"status": status, "headers": headers or {},
             "body": {"error": {"message": message, "type": "server_error" if status >= 500 else "invalid_request_error",
                                "code": None}}}
+
+
+def raw_reply(text: str, status: int = 200, content_type: str = "application/json") -> dict:
+    """A reply whose body is ``text`` exactly, whatever it is."""
+    return {"status": status, "raw": text, "content_type": content_type}
 
 
 def delayed(reply: dict, seconds: float) -> dict:
@@ -147,10 +153,10 @@ class StubOpenAIServer:
                 self._send(reply)
 
             def _send(self, reply: dict) -> None:
-                data = json.dumps(reply["body"]).encode()
+                data = reply["raw"].encode() if "raw" in reply else json.dumps(reply["body"]).encode()
                 try:
                     self.send_response(reply.get("status", 200))
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", reply.get("content_type", "application/json"))
                     self.send_header("Content-Length", str(len(data)))
                     for k, v in (reply.get("headers") or {}).items():
                         self.send_header(k, str(v))

@@ -357,7 +357,7 @@ def test_refusals_end_the_run_at_once(tmp_path, scripted, cls, status):
     run = Run(tmp_path)
     model = scripted(_status_error(cls, status))
     outcome = run.llm(model)
-    assert outcome.status == "error" and outcome.steps == 0
+    assert outcome.status == "provider_error" and outcome.steps == 0
     assert outcome.reason == f"the model provider refused the request: {cls.__name__} ({status}): Error code: {status}"
 
 
@@ -365,7 +365,7 @@ def test_persistent_failure_ends_with_error(tmp_path, scripted):
     run = Run(tmp_path)
     model = scripted(*[_status_error(openai.InternalServerError, 500) for _ in range(3)])
     outcome = run.llm(model, max_tries=3)
-    assert outcome.status == "error"
+    assert outcome.status == "provider_error"
     assert outcome.reason.startswith("the model provider failed 3 times; last: InternalServerError (500)")
     assert "\n" not in outcome.reason
 
@@ -444,3 +444,18 @@ def test_too_many_calls_in_one_turn_are_refused(tmp_path, planted_tools, scripte
     assert len(replies) == MAX_CALLS_PER_TURN + 2 and planted_tools["t_profile"] == MAX_CALLS_PER_TURN
     assert all("tool calls are run per turn" in r["error"] for r in replies[-2:])
     assert_every_call_answered(model.requests[1])
+
+
+# ---------------------------------------------------------------------- repeated failing calls
+def test_a_tool_that_keeps_failing_is_refused_after_the_cap(tmp_path, planted_tools, scripted):
+    run = Run(tmp_path)
+    bad = {"columns": ["no_such_column"]}
+    model = scripted(*[turn(tool_call("t_correlate", bad)) for _ in range(3)],
+                     turn(tool_call("t_correlate", {"columns": ["x", "y"]}), tool_call("t_profile")),
+                     turn(tool_call("finish", {"summary": "done"})))
+    outcome = run.llm(model, max_tool_failures=3)
+    assert outcome.status == "completed"
+    assert len(run.ledger.results) == 4  # three failed correlations and the profile; the fourth was not run
+    refused = [r for r in run.records(type="message", role="tool") if r.get("refused") == "repeated_failures"]
+    assert len(refused) == 1 and "failed 3 times in a row" in json.loads(refused[0]["content"])["error"]
+    assert planted_tools["t_profile"] == 1 and planted_tools["t_correlate"] == 3  # the fourth never reached the tool

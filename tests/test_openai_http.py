@@ -15,12 +15,14 @@ from serendip.agent.explore import ExploreConfig, explore
 from serendip.agent.ledger import Ledger
 from serendip.agent.llm_run import run_llm
 from serendip.agent.loop import LoopLimits
-from serendip.agent.models import ModelConfig, build_chat_model
+from serendip.agent.models import build_chat_model
+from serendip.agent.settings import Settings
 from serendip.agent.progress import Progress
 from serendip.agent.transcript import Transcript
 from serendip.tools.local_runner import LocalRunner
 from serendip.tools.table import Table
-from stub_openai_server import StubOpenAIServer, delayed, error_reply, text_reply, tool_calls_reply
+from stub_openai_server import (StubOpenAIServer, completion, delayed, error_reply, raw_reply, text_reply,
+                                tool_calls_reply)
 
 FINISH = tool_calls_reply(("finish", {"summary": "done over HTTP"}))
 
@@ -56,8 +58,8 @@ def run_against(server, tmp_path, chat_model=None, **limits):
 
 
 def fast_model(server, timeout: float = 10.0):
-    return build_chat_model(ModelConfig(model="stub-model", base_url=server.base_url, api_key="not-needed",
-                                        timeout=timeout))
+    return build_chat_model(Settings.defaults(model="stub-model", base_url=server.base_url, api_key="not-needed",
+                                              request_timeout=timeout))
 
 
 def test_tool_calls_run_and_requests_carry_the_schemas(tmp_path):
@@ -104,7 +106,7 @@ def test_server_errors_are_retried(tmp_path):
 def test_persistent_server_error_ends_the_run(tmp_path):
     with StubOpenAIServer([error_reply(500, "the GPU caught fire")] * 3) as server:
         outcome, _, _ = run_against(server, tmp_path, chat_model=fast_model(server), max_tries=3)
-    assert outcome.status == "error" and len(server.requests) == 3 and not server.unexpected
+    assert outcome.status == "provider_error" and len(server.requests) == 3 and not server.unexpected
     assert outcome.reason.startswith("the model provider failed 3 times; last: ")
     assert "(500)" in outcome.reason and "the GPU caught fire" in outcome.reason and "\n" not in outcome.reason
 
@@ -112,7 +114,7 @@ def test_persistent_server_error_ends_the_run(tmp_path):
 def test_model_not_found_ends_the_run_at_once(tmp_path):
     with StubOpenAIServer([error_reply(404, "The model `stub-model` does not exist")]) as server:
         outcome, _, _ = run_against(server, tmp_path, chat_model=fast_model(server))
-    assert outcome.status == "error" and len(server.requests) == 1
+    assert outcome.status == "provider_error" and len(server.requests) == 1
     assert outcome.reason.startswith("the model provider refused the request: ") and "(404)" in outcome.reason
 
 
@@ -155,3 +157,43 @@ def test_text_without_tools_then_finish_through_explore(tmp_path):
     assert "api_key" not in json.dumps(run["config"])
     report = (out / "report.md").read_text()
     assert "done over HTTP" in report and "LLM stub-model drove the tools for 2 steps" in report
+
+
+# ---------------------------------------------------------------------- malformed replies (issue 16)
+SSE_BODY = ("data: " + json.dumps(completion({"role": "assistant", "content": "hi"}, "stop", (1, 1)))
+            + "\n\ndata: [DONE]\n\n")
+MALFORMED = {
+    "arguments_a_list": (tool_calls_reply(("pca", "[1, 2]")), "[1, 2]"),
+    "arguments_a_number": (tool_calls_reply(("pca", "5")), '"arguments": "5"'),
+    "body_not_json": (raw_reply("<html>upstream hiccup</html>"), "upstream hiccup"),
+    "no_choices": ({"status": 200, "body": {"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+                                            "choices": []}}, '"choices": []'),
+    "error_with_200": ({"status": 200, "body": {"error": {"message": "overloaded", "type": "server_error"}}},
+                       "overloaded"),
+    "unasked_sse": (raw_reply(SSE_BODY, content_type="text/event-stream"), "text/event-stream"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_reply_is_retried_and_recorded(tmp_path, case):
+    reply, shown = MALFORMED[case]
+    with StubOpenAIServer([reply, FINISH]) as server:
+        outcome, transcript, _ = run_against(server, tmp_path, chat_model=fast_model(server))
+    assert outcome.status == "completed" and len(server.requests) == 2 and not server.unexpected
+    retries = [r for r in transcript.records() if r["type"] == "model_retry"]
+    assert len(retries) == 1 and retries[0]["kind"] == "malformed" and "\n" not in retries[0]["error"]
+    assert retries[0]["reply"].startswith("HTTP 200") and shown in retries[0]["reply"]
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_persistent_malformed_replies_end_with_provider_error(tmp_path, case):
+    reply, shown = MALFORMED[case]
+    with StubOpenAIServer([reply] * 3) as server:
+        outcome, transcript, _ = run_against(server, tmp_path, chat_model=fast_model(server), max_tries=3)
+    assert outcome.status == "provider_error" and len(server.requests) == 3 and not server.unexpected
+    assert outcome.reason.startswith("the model provider sent unusable replies 3 times; last: ")
+    assert "\n" not in outcome.reason and len(outcome.reason) < 400
+    records = transcript.records()
+    assert [r["attempt"] for r in records if r["type"] == "model_retry"] == [1, 2]
+    failure = next(r for r in records if r["type"] == "model_failure")
+    assert failure["attempt"] == 3 and shown in failure["reply"]

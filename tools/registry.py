@@ -208,6 +208,7 @@ def call_tool(session, name: str, arguments: dict | str | None = None, result_id
         return res
     session.current_tool = spec.name
     session.current_id = rid
+    session.new_derived = []
     try:
         result = spec.func(session, **args)
     except ToolInputError as exc:
@@ -218,6 +219,8 @@ def call_tool(session, name: str, arguments: dict | str | None = None, result_id
     result.tool = spec.name
     result.arguments = args
     result.elapsed = time.perf_counter() - start
+    if result.ok:
+        result.derived = [d.model_dump() for d in session.new_derived]
     for f in result.findings:
         f.setdefault("evidence", [rid])
         if rid not in f["evidence"]:

@@ -98,7 +98,8 @@ def residualize(session, y: str | list[str], x: list[str],
             raise session.fail(f"The 'name' parameter of residualize must not overwrite the input column {new!r}.")
         full = np.full(session.table.n_rows, np.nan)
         full[m.rows] = resid
-        session.add_derived_column(new, full, f"{yc} minus its {how}")
+        session.add_derived_column(new, full, f"{yc} minus its {how}", operation="residual", inputs=[yc],
+                                   controls=m.columns[1:])
         explained = 1 - np.var(resid) / np.var(yv) if np.var(yv) > 0 else 0.0
         rho = sps.spearmanr(Xv[:, 0], resid).statistic if len(resid) > 2 else float("nan")
         per_column[yc] = {"new_column": new, "n": len(resid), "variance_explained": explained,
@@ -136,7 +137,8 @@ def remove_level_offsets(session, ys: list[str], by: str, name: str | None) -> T
             raise session.fail(f"The 'name' parameter of residualize must not overwrite the input column {new!r}.")
         full = np.full(session.table.n_rows, np.nan)
         full[rows] = out
-        session.add_derived_column(new, full, f"{yc} with the median offset of each level of {by} removed")
+        session.add_derived_column(new, full, f"{yc} with the median offset of each level of {by} removed",
+                                   operation="level_offsets", inputs=[yc], controls=[by])
         explained = 1 - np.nanvar(out) / np.nanvar(v[ok]) if np.nanvar(v[ok]) > 0 else 0.0
         biggest = sorted(offsets.items(), key=lambda kv: -abs(kv[1]))[:5]
         per_column[yc] = {"new_column": new, "n": int(ok.sum()), "variance_explained": explained,

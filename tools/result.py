@@ -32,6 +32,7 @@ class ToolResult:
         artifacts: Names of per-row arrays the call saved in the session workspace (columns of rows.csv).
         findings: Candidate findings in the shape of the findings contract (without ``id``).
         tests: Every p-value the call computed, as ``[key, p]`` pairs, for run-wide FDR control.
+        derived: Provenance of the columns the call added (:class:`~serendip.tools.contracts.DerivedColumn` dicts).
         details: Machine-readable facts for planners and reports that the model does not see in full
             (e.g. every column's profile of a wide table); JSON-safe, capped at ``DETAILS_LIMIT`` characters.
         error: For a call the caller can fix, the message saying how; None on success.
@@ -48,6 +49,7 @@ class ToolResult:
     findings: list[dict] = field(default_factory=list)
     tests: list[list[Any]] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    derived: list[dict] = field(default_factory=list)
     error: str | None = None
     id: str = ""
     tool: str = ""
@@ -81,12 +83,27 @@ class ToolResult:
         d["tests"] = compact_tests(self.tests)
         d["details"] = bound_summary(self.details, limit=DETAILS_LIMIT) if self.details else {}
         d["arguments"] = to_jsonable(self.arguments)
+        d["derived"] = to_jsonable(self.derived)
         return d
 
     @classmethod
     def from_dict(cls, data: dict) -> "ToolResult":
         """Inverse of :meth:`to_dict`."""
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def _repr_html_(self) -> str:
+        """The result in a notebook: its report markdown rendered (raw HTML in it shown as text), or its error."""
+        import html
+
+        from markdown_it import MarkdownIt
+
+        head = f"<p><b>{html.escape(self.id or '?')} {html.escape(self.tool)}</b> ({self.elapsed:.1f} s)"
+        if self.error is not None:
+            return head + f": <span style='color:#b00'>{html.escape(self.error)}</span></p>"
+        body = MarkdownIt("commonmark", {"html": False}).enable("table").render(self.markdown or "")
+        extra = "".join(f"<li>{html.escape(k)}</li>" for k in (self.figures + self.artifacts)[:20])
+        count = f"; {len(self.findings)} candidate finding{'s' if len(self.findings) != 1 else ''}" if self.findings else ""
+        return head + f"{count}</p>{body}" + (f"<p>Figures and per-row arrays:</p><ul>{extra}</ul>" if extra else "")
 
     @classmethod
     def failure(cls, message: str, tool: str = "", arguments: dict | None = None) -> "ToolResult":

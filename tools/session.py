@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from serendip.tools.contracts import DerivedColumn
 from serendip.tools.errors import ToolInputError
 from serendip.tools.table import ColumnInfo, Table
 from serendip.tools.thresholds import Thresholds
@@ -70,6 +71,8 @@ class Session:
         self.current_id = ""
         self.result_count = 0
         self.artifact_names: list[str] = []
+        self.provenance: dict[str, DerivedColumn] = {}
+        self.new_derived: list[DerivedColumn] = []
         self.restore()
 
     # ----------------------------------------------------------------- rows and columns
@@ -251,14 +254,48 @@ class Session:
         return np.load(path, allow_pickle=False)
 
     # ----------------------------------------------------------------- derived state (survives restarts)
-    def add_derived_column(self, name: str, values: np.ndarray, description: str) -> None:
-        """Add a derived numeric column (e.g. residuals) and persist it for worker restarts."""
+    def add_derived_column(self, name: str, values: np.ndarray, description: str, operation: str = "derived",
+                           inputs: Sequence[str] = (), controls: Sequence[str] = ()) -> None:
+        """Add a derived numeric column (e.g. residuals) and persist it, with its provenance, for worker restarts.
+
+        Args:
+            name: The new column.
+            values: One value per table row.
+            description: One line for people.
+            operation: What made it (e.g. 'log10', 'residual'); see :class:`~serendip.tools.contracts.DerivedColumn`.
+            inputs: The columns it was computed from.
+            controls: The columns it controls for.
+        """
+        record = self._provenance(name, description, operation, list(inputs), list(controls))
+        self.provenance[name] = record
+        self.new_derived.append(record)
         self.table.add_column(name, np.asarray(values, dtype=float),
                               ColumnInfo(name=name, role="numeric", derived=True, description=description))
         stem = f"{len(list((self.workspace / 'derived').glob('*.npy'))):04d}"
         np.save(self.workspace / "derived" / f"{stem}.npy", np.asarray(values, dtype=float), allow_pickle=False)
         # The state entry names its file, so a file left by a worker killed before this line is ignored.
-        self._append_state({"derived": name, "description": description, "file": f"{stem}.npy"})
+        self._append_state({"derived": name, "description": description, "file": f"{stem}.npy",
+                            "provenance": record.model_dump()})
+
+    def _provenance(self, name: str, description: str, operation: str, inputs: list[str],
+                    controls: list[str]) -> DerivedColumn:
+        """The provenance of a new column, with its inputs and controls followed back to the table's columns."""
+        bases, roots = [], []
+        for c in inputs:
+            known = self.provenance.get(c)
+            for b in (known.base_columns if known else [c]):
+                if b not in bases:
+                    bases.append(b)
+            for k in (known.controls if known else []):
+                if k not in roots:
+                    roots.append(k)
+        for c in controls:
+            known = self.provenance.get(c)
+            for k in (known.base_columns if known else [c]):
+                if k not in roots:
+                    roots.append(k)
+        return DerivedColumn(name=name, operation=operation, inputs=inputs, base_columns=bases, controls=roots,
+                             description=description)
 
     def set_selection(self, rows: np.ndarray | None, label: str) -> None:
         """Make ``rows`` (table positions) the active rows, or all rows when None; persisted."""
@@ -290,6 +327,8 @@ class Session:
                     if entry["derived"] not in self.table.info or self.table.info[entry["derived"]].derived:
                         self.table.add_column(entry["derived"], values, ColumnInfo(
                             name=entry["derived"], role="numeric", derived=True, description=entry["description"]))
+                        if isinstance(entry.get("provenance"), dict):
+                            self.provenance[entry["derived"]] = DerivedColumn.model_validate(entry["provenance"])
                 if "selection" in entry:
                     label = entry["selection"]
                 if "result_count" in entry:

@@ -73,7 +73,8 @@ def transform(session, columns: list[str], kind: Literal["log10", "asinh", "rank
         name = f"{how}_{c}"
         if name in session.table.info and not session.table.info[name].derived:
             name = f"{how}_{c}_derived"
-        session.add_derived_column(name, y, f"{how} of {c}" + (f"; {note}" if note else ""))
+        session.add_derived_column(name, y, f"{how} of {c}" + (f"; {note}" if note else ""), operation=how,
+                                   inputs=[c])
         made.append(name)
         if note:
             notes[name] = note
