@@ -87,6 +87,10 @@ def provider_failure(exc: BaseException) -> str | None:
     return None
 
 
+def _number_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def retry_after(exc: BaseException) -> float:
     """Seconds the provider asked us to wait (Retry-After header), or 0."""
     response = getattr(exc, "response", None)
@@ -164,6 +168,8 @@ class AgentLoop:
         self.schemas = self.sandbox_schemas + agent_tool_schemas()
         self.tool_names = sorted(self.sandbox_tools) + list(AGENT_TOOLS)
         self.model = chat_model.bind_tools(self.schemas)
+        self.client_timeout = _number_or_none(getattr(chat_model, "request_timeout", None))
+        self._checked_at = 0.0
         self.messages: list[BaseMessage] = []
         self.steps = 0
         self.tokens = 0
@@ -282,7 +288,7 @@ class AgentLoop:
         """One model call, retrying transient provider failures with exponential backoff."""
         for attempt in range(1, self.limits.max_tries + 1):
             try:
-                return self.model.invoke(self.messages)
+                return self.model.invoke(self.messages, **self._deadline_kwargs())
             except Exception as exc:  # noqa: BLE001 - classified below; anything else propagates
                 kind = provider_failure(exc)
                 if kind is None:
@@ -306,6 +312,15 @@ class AgentLoop:
                 self.sleep(delay)
         raise AssertionError("unreachable")
 
+    # ---- the run's time limit as a deadline for one model call (hardening, issue 16) ----
+    def _deadline_kwargs(self) -> dict:
+        """``timeout`` for the next model call: the client's own, cut to the time the run has left (as of
+        the limit check that opened this step; the clock is not read again)."""
+        remaining = self.limits.time_limit - (max(self._checked_at, self.started) - self.started)
+        if self.client_timeout is not None and self.client_timeout <= remaining:
+            return {}
+        return {"timeout": max(1.0, remaining)}
+
     def _count_tokens(self, ai: AIMessage) -> tuple[int, bool]:
         """Tokens of a call from the response's usage metadata; else about four characters a token."""
         usage = ai.usage_metadata or {}
@@ -323,7 +338,8 @@ class AgentLoop:
             raise Stop("step_limit", f"reached the step limit of {lim.max_steps}")
         if self.tokens >= lim.max_tokens:
             raise Stop("token_limit", f"used {self.tokens} tokens of the {lim.max_tokens} allowed")
-        if self.clock() - self.started >= lim.time_limit:
+        self._checked_at = self.clock()
+        if self._checked_at - self.started >= lim.time_limit:
             raise Stop("time_limit", f"reached the time limit of {lim.time_limit:.0f} s")
 
     def _maybe_wrap_up(self) -> None:
