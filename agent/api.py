@@ -288,7 +288,8 @@ class Run:
 
 def explore(table: Any, goal: str = "", *, out: str | Path | None = None, model: str | None = None,
             settings: Settings | None = None, progress=None, resume: bool = False, chat_model=None,
-            in_process: bool = False, name: str | None = None, **settings_values: Any) -> Run:
+            in_process: bool = False, name: str | None = None, force: bool = False,
+            **settings_values: Any) -> Run:
     """Explore ``table`` and write the report: the same run as ``serendip explore``.
 
     Args:
@@ -302,6 +303,7 @@ def explore(table: Any, goal: str = "", *, out: str | Path | None = None, model:
         chat_model: A LangChain chat model to drive the tools instead of one built from the settings.
         in_process: Run tools in this process instead of the sandbox worker.
         name: File stem used when an in-memory table is written into the run folder.
+        force: On resume, start the folder over when the input table changed since the run started.
         **settings_values: Limits and other settings (``max_steps=``, ``time_limit=``, ``seed=``,
             ``base_url=`` ...).
 
@@ -319,5 +321,5 @@ def explore(table: Any, goal: str = "", *, out: str | Path | None = None, model:
     out_dir = Path(out) if out else default_out_dir(label)
     path = table_file(table, out_dir / INPUT_DIR, label)
     cfg = ExploreConfig(table=str(path), goal=goal, out=str(out_dir), in_process=in_process, settings=settings)
-    outcome, out_dir = _explore(cfg, progress=progress, resume=resume, chat_model=chat_model)
+    outcome, out_dir = _explore(cfg, progress=progress, resume=resume, chat_model=chat_model, force=force)
     return Run(out_dir, outcome)

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explore", help="explore a table (CSV, TSV, Parquet, Excel, FITS, VOTable)")
     ex.add_argument("table", nargs="?", help="the table file")
     ex.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR")
+    ex.add_argument("--force", action="store_true",
+                    help="with --resume: start DIR over when the table changed since that run started")
     _add_run_options(ex)
 
     demo = sub.add_parser("demo", help="make the example table and explore it offline")
@@ -119,7 +121,8 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
     progress = Progress(quiet=args.quiet)
     try:
         with progress:
-            run = explore(table, goal=goal, out=out or None, settings=settings, progress=progress, resume=resume)
+            run = explore(table, goal=goal, out=out or None, settings=settings, progress=progress, resume=resume,
+                          force=getattr(args, "force", False))
     except RunSetupError as exc:
         return fail(str(exc))
     except KeyboardInterrupt:

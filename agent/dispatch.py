@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from serendip.agent.ledger import Ledger
 from serendip.agent.transcript import Transcript
+from serendip.tools.argsize import argument_size_problem, check_argument_size
 from serendip.tools.errors import ToolInputError
 from serendip.tools.jsonsafe import to_jsonable
 from serendip.tools.registry import get_spec, validate_arguments
@@ -29,6 +30,7 @@ class Dispatcher:
         self.transcript = transcript
         self.stored = stored or {}
         self.count = 0
+        self.last_step = 0
         self.replayed = 0
         self.candidate_ids: dict[str, list[str]] = {}
 
@@ -37,16 +39,29 @@ class Dispatcher:
         return f"R{self.count + 1}"
 
     def _same_call(self, stored: ToolResult, name: str, arguments) -> bool:
-        if stored.tool != name:
+        if stored.tool != str(name)[:60]:
             return False
+        if argument_size_problem(arguments):  # refused unread, then and now
+            return stored.error is not None and not stored.arguments
         try:
             args = validate_arguments(get_spec(name), arguments)
         except ToolInputError:
             return stored.error is not None and stored.arguments == (arguments if isinstance(arguments, dict) else {})
         return to_jsonable(args) == to_jsonable(stored.arguments)
 
+    def _refuse_oversized(self, name: str, arguments, rid: str) -> ToolResult | None:
+        """A refusal, made here without sending anything to the worker, for arguments over the size bounds."""
+        try:
+            check_argument_size(str(name), arguments)
+        except ToolInputError as exc:
+            result = ToolResult.failure(str(exc), tool=str(name)[:60])
+            result.id = rid
+            return result
+        return None
+
     def call(self, name: str, arguments: dict | str | None, step: int) -> ToolResult:
         """Run (or replay) one call and record it; returns the result with its candidates registered."""
+        self.last_step = max(self.last_step, int(step))
         rid = self.next_id()
         stored = self.stored.get(rid)
         replayed = stored is not None and self._same_call(stored, name, arguments)
@@ -55,7 +70,7 @@ class Dispatcher:
             self.replayed += 1
         else:
             self.stored = {}  # the run diverged from the stored attempt: recompute from here on
-            result = self.runner.call(name, arguments, rid)
+            result = self._refuse_oversized(name, arguments, rid) or self.runner.call(name, arguments, rid)
         self.count += 1
         self.transcript.log_result(result, step, replayed=replayed)
         self.candidate_ids[rid] = self.ledger.add_result(result)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
+import shutil
 import time
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -17,6 +19,7 @@ from serendip.agent.report import write_findings_json, write_rows_csv
 from serendip.agent.report_html import markdown_to_html
 from serendip.agent.report_md import build_report
 from serendip.agent.settings import Settings
+from serendip.agent.runlock import LOCK_NAME, FolderBusy, RunLock
 from serendip.agent.transcript import Transcript
 from serendip.tools.errors import TableLoadError
 from serendip.tools.thresholds import Thresholds
@@ -131,7 +134,7 @@ def load_resume(out: Path) -> dict:
 
 
 def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool = False,
-            chat_model=None) -> tuple[RunOutcome, Path]:
+            chat_model=None, force: bool = False) -> tuple[RunOutcome, Path]:
     """Run one exploration and write every output file, whatever happens.
 
     Args:
@@ -139,35 +142,112 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
         progress: Where to report progress (silent when None).
         resume: Continue the interrupted run in ``cfg.out`` (finished tool calls are not recomputed).
         chat_model: A LangChain chat model to use instead of building one from ``cfg`` (tests).
+        force: On resume, start the folder over when the input table changed since the run started
+            (without it such a resume is refused).
 
     Returns:
         The outcome and the output folder.
 
     Raises:
-        RunSetupError: The run could not start; nothing useful was written.
+        RunSetupError: The run could not start (bad table, folder in use by a live run, nothing to
+            resume, input changed since the resumed run started); nothing useful was written.
     """
     progress = progress or Progress(quiet=True)
     table_path = check_table_path(cfg.table)
     out = Path(cfg.out) if cfg.out else default_out_dir(cfg.table)
-    if not resume and out.exists() and any(p.name != ".workspace" for p in out.iterdir()):
-        raise RunSetupError(f"output folder {out} already holds a run; choose another --out or --resume it")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunSetupError(f"cannot create output folder {out}: {exc.strerror}") from None
+    lock = RunLock(out)
+    try:
+        lock.acquire()
+    except FolderBusy as exc:
+        raise RunSetupError(str(exc)) from None
+    except OSError as exc:
+        raise RunSetupError(f"cannot lock output folder {out}: {exc.strerror}") from None
+    try:
+        if resume:
+            resume = check_resumable(out, table_path, force)
+        elif any(p.name != ".workspace" for p in out.iterdir()):
+            raise RunSetupError(f"output folder {out} already holds a run; choose another --out or --resume it")
+        return _explore_locked(cfg, out, table_path, progress, resume, chat_model)
+    finally:
+        lock.release()
+
+
+def check_resumable(out: Path, table_path: Path, force: bool) -> bool:
+    """Whether to resume the run in ``out``: yes when its input is unchanged.
+
+    Returns:
+        True to resume; False when the input changed and ``force`` asks to start the folder over (its
+        previous outputs are then removed).
+
+    Raises:
+        RunSetupError: Nothing to resume, or the input changed since the run started and ``force`` is off.
+    """
+    previous = load_resume(out)
+    recorded = str(previous.get("input_sha256") or "")
+    if not recorded:
+        return True  # the earlier attempt stopped before it had read the table: nothing of it to trust or lose
+    current = file_sha256(table_path)
+    if current == recorded:
+        return True
+    if not force:
+        raise RunSetupError(f"cannot resume {out}: the table {table_path.name} changed since that run started "
+                            f"(sha256 {recorded[:12]}… then, {current[:12]}… now); rerun with --force to start "
+                            "that folder over on the new table")
+    clear_run_folder(out)
+    return False
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+RUN_OUTPUTS = ("report.md", "report.html", "findings.json", "rows.csv", "transcript.jsonl", "run.json")
+
+
+def clear_run_folder(out: Path) -> None:
+    """Remove a run's own outputs from ``out`` (only the files a run writes; the lock file stays)."""
+    for name in RUN_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "figures", ignore_errors=True)
+    workspace = out / ".workspace"
+    if workspace.is_dir():
+        for entry in workspace.iterdir():
+            if entry.name in (LOCK_NAME, "input"):  # the lock, and an in-memory table written by the API
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: Progress, resume: bool,
+                    chat_model) -> tuple[RunOutcome, Path]:
+    """The run itself, once the folder is locked and checked."""
     transcript = Transcript(out)
     stored = transcript.stored_results() if resume else {}
     ledger = Ledger(thresholds=cfg.thresholds)
     started = time.time()
+    recorded_sha = str(load_resume(out).get("input_sha256") or "") if resume else ""
     run_info = {"schema": "serendip.run/1", "table": str(table_path), "goal": cfg.goal, "model": cfg.model,
                 "base_url": cfg.base_url, "seed": cfg.seed, "config": cfg.public(), "versions": versions(),
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "exit_status": "running",
-                "input_sha256": "", "steps": 0, "tokens": 0, "wall_time_s": 0.0, "resumed": bool(resume)}
+                "input_sha256": recorded_sha, "steps": 0, "tokens": 0, "wall_time_s": 0.0, "resumed": bool(resume)}
     (out / "run.json").write_text(json.dumps(run_info, indent=2), encoding="utf-8")
     transcript.append({"type": "run_start", "resume": bool(resume), "model": cfg.model, "goal": cfg.goal})
 
     runner = make_runner(cfg, out, table_path)
+    runner.deadline = time.monotonic() + cfg.time_limit  # no tool call may outlive the run's time limit
     outcome = RunOutcome(status="error", reason="the run did not start")
+    dispatcher = None
     dataset: dict = {"path": str(table_path), "n_rows": 0, "n_columns": 0, "columns": [], "warnings": []}
     try:
         progress.step(f"loading {table_path.name}")
@@ -191,14 +271,14 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
                                   chat_model=chat_model)
         except KeyboardInterrupt:
             outcome = RunOutcome(status="interrupted", reason="interrupted by the user",
-                                 steps=dispatcher.count)
+                                 steps=dispatcher.last_step)
     except RunSetupError:
         run_info["exit_status"] = "error"
         (out / "run.json").write_text(json.dumps(run_info, indent=2), encoding="utf-8")
         raise
     except Exception as exc:  # a bug or infrastructure failure: keep all finished work, then report it
         outcome = RunOutcome(status="error", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
-                             steps=len(ledger.results))
+                             steps=dispatcher.last_step if dispatcher is not None else 0)
     finally:
         runner.close()
     write_outputs(out, cfg, dataset, ledger, outcome, run_info, started, transcript)

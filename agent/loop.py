@@ -72,6 +72,10 @@ class LoopLimits:
         return RetryPolicy(self.max_tries, self.retry_base_delay, self.retry_max_delay)
 
 
+def _number_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def message_text(message: BaseMessage) -> str:
     """The text of a message whatever its content format."""
     content = message.content
@@ -143,7 +147,8 @@ class AgentLoop:
         self.budget = Budget(self.limits.max_steps, self.limits.max_tokens, self.limits.time_limit, clock=clock)
         self.adapter = ModelAdapter(self.model, self.limits.retry_policy(), log=transcript.append,
                                     time_left=lambda: self.budget.time_left, sleep=sleep, raw_model=chat_model,
-                                    on_retry=lambda text: self._say("done", safe(text, 160)))
+                                    on_retry=lambda text: self._say("done", safe(text, 160)),
+                                    client_timeout=_number_or_none(getattr(chat_model, "request_timeout", None)))
         self.messages: list[BaseMessage] = []
         self.failures: dict[str, int] = {}
         self.summary = ""
@@ -284,6 +289,7 @@ class AgentLoop:
     def _query(self) -> AIMessage:
         """One model call; the model layer retries provider faults and raises Stop when they persist."""
         return self.adapter.invoke(self.messages, step=self.steps)
+
 
     def _count_tokens(self, ai: AIMessage) -> tuple[int, bool]:
         """Tokens of a call from the response's usage metadata; else about four characters a token."""

@@ -175,11 +175,14 @@ class ModelAdapter:
         sleep: Sleep function (injectable for tests).
         raw_model: The unbound chat model, whose HTTP client records raw replies (defaults to ``chat_model``).
         on_retry: Called with a one-line description of each retry (progress display).
+        client_timeout: The client's own per-request timeout in seconds (None: unknown); a call gets the
+            time the run has left instead when that is shorter.
     """
 
     def __init__(self, chat_model, policy: RetryPolicy, log: Callable[[dict], None],
                  time_left: Callable[[], float] = lambda: float("inf"), sleep: Callable[[float], None] = time.sleep,
-                 raw_model=None, on_retry: Callable[[str], None] | None = None) -> None:
+                 raw_model=None, on_retry: Callable[[str], None] | None = None,
+                 client_timeout: float | None = None) -> None:
         self.chat_model = chat_model
         self.raw_model = raw_model if raw_model is not None else chat_model
         self.policy = policy
@@ -187,6 +190,7 @@ class ModelAdapter:
         self.time_left = time_left
         self.sleep = sleep
         self.on_retry = on_retry
+        self.client_timeout = client_timeout
         self.step = 0
 
     def invoke(self, messages: list[BaseMessage], step: int = 0) -> AIMessage:
@@ -200,7 +204,7 @@ class ModelAdapter:
         retrying = Retrying(stop=stop_after_attempt(self.policy.max_tries), retry=retry_if_exception(self._retryable),
                             wait=self._wait, before_sleep=self._before_sleep, sleep=self.sleep, reraise=True)
         try:
-            return retrying(lambda: check_reply(self.chat_model.invoke(messages)))
+            return retrying(lambda: check_reply(self.chat_model.invoke(messages, **self._deadline_kwargs())))
         except Stop:
             raise
         except Exception as exc:  # noqa: BLE001 - classified below; anything else propagates
@@ -217,6 +221,13 @@ class ModelAdapter:
             what = "sent unusable replies" if kind == "malformed" else "failed"
             raise Stop("provider_error", f"the model provider {what} {self.policy.max_tries} times; "
                                          f"last: {reason}") from None
+
+    def _deadline_kwargs(self) -> dict:
+        """``timeout`` for the next call: the client's own, cut to the time the run has left."""
+        remaining = self.time_left()
+        if remaining == float("inf") or (self.client_timeout is not None and self.client_timeout <= remaining):
+            return {}
+        return {"timeout": max(1.0, remaining)}
 
     # ------------------------------------------------------------------ tenacity hooks
     @staticmethod

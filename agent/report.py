@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,10 @@ from serendip.agent.ledger import Ledger
 from serendip.agent.report_html import markdown_to_html
 from serendip.tools.contracts import FINDINGS_SCHEMA, parse_findings_document
 from serendip.tools.jsonsafe import to_jsonable
-from serendip.tools.mdtext import code
+from serendip.tools.mdtext import code, defuse_markdown, escape_md
 
+FIGURE_PATH = re.compile(r"^figures/[A-Za-z0-9_.\-]+\.png$")
+"""The only figure paths a report links to: PNGs the tools wrote into the run's figures folder."""
 KIND_TITLES = {"trend": "Trends", "group": "Groups", "outlier": "Outliers", "data_quality": "Data quality"}
 
 
@@ -36,44 +39,40 @@ def stats_line(f: dict) -> str:
     s = f.get("stats") or {}
     kind = f.get("kind")
     if kind == "trend":
-        parts = [f"{s.get('method', '')} effect = {fmt(s.get('effect'))}", f"n = {fmt(s.get('n'))}",
+        parts = [f"{escape_md(s.get('method', ''))} effect = {fmt(s.get('effect'))}", f"n = {fmt(s.get('n'))}",
                  f"p = {fmt(s.get('p_value'))}", f"q (run-wide) = {fmt(s.get('q_value'))}"]
         if s.get("controls"):
             parts.append("controlling for " + ", ".join(code(c) for c in s["controls"]))
     elif kind == "group":
         sizes = s.get("sizes")
-        parts = [f"method = {s.get('method', '')}", f"groups = {fmt(s.get('n_groups'))}",
+        parts = [f"method = {escape_md(s.get('method', ''))}", f"groups = {fmt(s.get('n_groups'))}",
                  f"sizes = {', '.join(fmt(x) for x in sizes) if isinstance(sizes, list) else fmt(sizes)}",
                  f"stability = {fmt(s.get('stability'))}"]
     elif kind == "outlier":
-        parts = [f"method = {s.get('method', '')}", f"flagged = {fmt(s.get('n_flagged'))}"]
+        parts = [f"method = {escape_md(s.get('method', ''))}", f"flagged = {fmt(s.get('n_flagged'))}"]
     else:
-        parts = [f"{k} = {fmt(v)}" for k, v in list(s.items())[:4] if not isinstance(v, (list, dict))]
+        parts = [f"{escape_md(k)} = {escape_md(fmt(v))}" for k, v in list(s.items())[:4] if not isinstance(v, (list, dict))]
     return "; ".join(p for p in parts if p)
 
 
 def finding_block(f: dict, level: str = "###") -> str:
     """One finding in markdown: title, summary, stats, evidence and figures."""
     cols = ", ".join(code(c) for c in f.get("columns") or [])
-    lines = [f"{level} {f['id']}. {escape_md(f.get('title', ''))}", ""]
+    lines = [f"{level} {escape_md(f['id'])}. {escape_md(f.get('title', ''))}", ""]
     if f.get("summary"):
         lines += [escape_md(f["summary"]), ""]
     if f.get("interpretation"):
         lines += [f"> Model's interpretation: {escape_md(f['interpretation'])}", ""]
-    meta = [f"*Kind:* {f.get('kind')}", f"*novelty:* {f.get('novelty')}", f"*score:* {fmt(f.get('score'))}"]
+    meta = [f"*Kind:* {escape_md(f.get('kind'))}", f"*novelty:* {escape_md(f.get('novelty'))}",
+            f"*score:* {fmt(f.get('score'))}"]
     if cols:
         meta.append(f"*columns:* {cols}")
     lines += ["; ".join(meta), "", f"*Statistics:* {stats_line(f)}", "",
-              f"*Evidence:* tool results {', '.join(f.get('evidence') or [])}", ""]
+              f"*Evidence:* tool results {escape_md(', '.join(str(e) for e in f.get('evidence') or []))}", ""]
     for fig in f.get("figures") or []:
-        lines += [f"![{f['id']}]({fig})", ""]
+        if FIGURE_PATH.match(str(fig)):
+            lines += [f"![{escape_md(f['id'])}]({fig})", ""]
     return "\n".join(lines)
-
-
-def escape_md(text: object) -> str:
-    """Keep tool-written prose from being read as markdown structure (headings, lists, html)."""
-    s = str(text)
-    return s.replace("\n", " ")
 
 
 def write_findings_json(out: Path, findings: list[dict], dataset: dict, run: dict) -> None:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;
@@ -19,14 +20,54 @@ th{background:#f3f4f8} img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 blockquote{color:#555;border-left:3px solid #ccd;margin-left:0;padding-left:1em}
 """
 
-_IMG_SRC = re.compile(r'src="(figures/[A-Za-z0-9_.\-]+\.png)"')
+_FIGURE_SRC = re.compile(r"^figures/[A-Za-z0-9_.\-]+\.png$")
+CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+                           "form-action 'none'")
+"""The page may load nothing: images only from data: URIs (the embedded figures), no script, no remote
+style, font, frame or form target. A second wall behind the renderer's own rules."""
+
+
+def _local_only(out_dir: Path):
+    """A markdown-it core rule: embed the run's own figures; turn every other image and every link that
+    leaves the document into plain text."""
+
+    def rule(state) -> None:
+        for block in state.tokens:
+            if block.type != "inline" or not block.children:
+                continue
+            children, kept_links = [], []
+            for tok in block.children:
+                if tok.type == "image":
+                    src = str(tok.attrGet("src") or "")
+                    path = out_dir / src
+                    if _FIGURE_SRC.match(src) and path.is_file():
+                        data = base64.b64encode(path.read_bytes()).decode("ascii")
+                        tok.attrSet("src", f"data:image/png;base64,{data}")
+                        children.append(tok)
+                    else:
+                        children.append(Token("text", "", 0, content=f"[image: {tok.content or src}]"))
+                elif tok.type == "link_open":
+                    keep = str(tok.attrGet("href") or "").startswith("#")
+                    kept_links.append(keep)
+                    if keep:
+                        children.append(tok)
+                elif tok.type == "link_close":
+                    if kept_links and kept_links.pop():
+                        children.append(tok)
+                else:
+                    children.append(tok)
+            block.children = children
+
+    return rule
 
 
 def markdown_to_html(markdown: str, out_dir: str | Path, title: str) -> str:
-    """Render the report's markdown as HTML with raw HTML disabled and figures embedded.
+    """Render the report's markdown as one self-contained HTML file that loads nothing from anywhere.
 
     Raw HTML in the markdown (for instance a column named ``<script>``) is shown as text, never
-    interpreted; links with unsafe schemes are not made into links.
+    interpreted; the run's own figures are embedded as data: URIs; any other image, and any link that
+    leaves the document, is rendered as plain text; a Content-Security-Policy forbids every remote load
+    should anything slip through.
 
     Args:
         markdown: The report in markdown.
@@ -34,17 +75,9 @@ def markdown_to_html(markdown: str, out_dir: str | Path, title: str) -> str:
         title: The page title (escaped).
     """
     md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    md.core.ruler.push("local_only", _local_only(Path(out_dir)))
     body = md.render(markdown)
-    out_dir = Path(out_dir)
-
-    def embed(match: re.Match) -> str:
-        path = out_dir / match.group(1)
-        if not path.is_file():
-            return match.group(0)
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        return f'src="data:image/png;base64,{data}"'
-
-    body = _IMG_SRC.sub(embed, body)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">"
             f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
-from serendip.agent.report import KIND_TITLES, code, escape_md, finding_block, fmt
+from serendip.agent.report import KIND_TITLES, code, finding_block, fmt
+from serendip.tools.mdtext import defuse_markdown, escape_md
 
 FOLLOW_UP = {
     "trend": "check that the trend holds within subsamples (bins of distance or luminosity, each categorical level) "
@@ -43,7 +44,8 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
     out += ["## Headline candidates", ""]
     if findings:
         for f in findings[:8]:
-            out.append(f"- **{f['id']}** ({f['kind']}, score {fmt(f['score'])}): {escape_md(f['title'])}")
+            out.append(f"- **{escape_md(f['id'])}** ({escape_md(f['kind'])}, score {fmt(f['score'])}): "
+                       f"{escape_md(f['title'])}")
         out.append("")
     else:
         out += ["No candidate passed the significance, effect-size and stability thresholds "
@@ -62,7 +64,7 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
         roles.setdefault(c.get("role", "?"), []).append(c["name"])
     for role, names in roles.items():
         shown = ", ".join(code(n, 40) for n in names[:25]) + (f" … (+{len(names) - 25})" if len(names) > 25 else "")
-        out.append(f"- {role} ({len(names)}): {shown}")
+        out.append(f"- {escape_md(role)} ({len(names)}): {shown}")
     for w in dataset.get("warnings", [])[:20]:
         out.append(f"- loading note: {escape_md(w)}")
     out.append("")
@@ -95,7 +97,7 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
     if dismissed:
         out += ["", "Candidates set aside:"]
         for c in dismissed[:30]:
-            out.append(f"- {c.cid} ({escape_md(c.finding.get('title', ''))}): {escape_md(c.reason)}")
+            out.append(f"- {escape_md(c.cid)} ({escape_md(c.finding.get('title', ''))}): {escape_md(c.reason)}")
     out.append("")
 
     out += ["## Provenance", "", "| result | tool | arguments | status | seconds |", "|---|---|---|---|---|"]
@@ -104,12 +106,12 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
         args = args.replace("|", "\\|")
         if len(args) > 120:
             args = args[:119] + "…"
-        state = "ok" if r.ok else "error: " + escape_md(r.error or "")[:100].replace("|", "\\|")
-        out.append(f"| {r.id} | {r.tool} | {code(args, 120) if args else ''} | {state} | {r.elapsed:.2f} |")
+        state = "ok" if r.ok else "error: " + escape_md(r.error or "", limit=100)
+        out.append(f"| {escape_md(r.id)} | {escape_md(r.tool)} | {code(args, 120) if args else ''} | {state} | {r.elapsed:.2f} |")
     out += ["", f"Versions: {', '.join(f'{k} {v}' for k, v in run_info.get('versions', {}).items())}.", ""]
 
     out += ["## Appendix: tool results", ""]
     for r in ledger.results.values():
         if r.ok and r.markdown:
-            out += [f"### {r.id}: {r.tool}", "", r.markdown, ""]
+            out += [f"### {escape_md(r.id)}: {escape_md(r.tool)}", "", defuse_markdown(r.markdown), ""]
     return "\n".join(out)

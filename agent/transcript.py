@@ -11,6 +11,34 @@ from serendip.tools.jsonsafe import to_jsonable
 from serendip.tools.result import ToolResult
 
 
+MAX_RECORD_CHARS = 200_000
+"""Longest transcript line written as is."""
+CUT_STRING_CHARS = 100_000
+CUT_ITEMS = 1_000
+CUT_DEPTH = 32
+
+
+def _cut(value, depth: int = 0):
+    """``value`` with strings, lists and objects cut to bounded sizes (cuts are marked)."""
+    if depth > CUT_DEPTH:
+        return "…[nested too deeply; cut]"
+    if isinstance(value, str):
+        return value if len(value) <= CUT_STRING_CHARS else \
+            value[:CUT_STRING_CHARS] + f"…[cut from {len(value)} characters]"
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {str(k)[:CUT_STRING_CHARS]: _cut(v, depth + 1) for k, v in items[:CUT_ITEMS]}
+        if len(items) > CUT_ITEMS:
+            out["…"] = f"[cut from {len(items)} entries]"
+        return out
+    if isinstance(value, list):
+        out = [_cut(v, depth + 1) for v in value[:CUT_ITEMS]]
+        if len(value) > CUT_ITEMS:
+            out.append(f"…[cut from {len(value)} items]")
+        return out
+    return value
+
+
 class Transcript:
     """Append-only JSONL log in ``out_dir/transcript.jsonl`` plus ``.workspace/results/<id>.json``.
 
@@ -25,10 +53,18 @@ class Transcript:
         self.results_dir.mkdir(parents=True, exist_ok=True)
 
     def append(self, record: dict) -> None:
-        """Write one record (flushed at once, so an interrupted run keeps everything before it)."""
-        record = {"time": round(time.time(), 3), **record}
+        """Write one record (flushed at once, so an interrupted run keeps everything before it).
+
+        A record larger than :data:`MAX_RECORD_CHARS` (a model sending megabytes of arguments) is written
+        with its long strings and lists cut, each cut marked; what was cut is still over the argument
+        bounds, so a resumed run refuses the same call again.
+        """
+        record = to_jsonable({"time": round(time.time(), 3), **record}, digits=6)
+        line = json.dumps(record, ensure_ascii=False)
+        if len(line) > MAX_RECORD_CHARS:
+            line = json.dumps(_cut(record), ensure_ascii=False)
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(to_jsonable(record, digits=6), ensure_ascii=False) + "\n")
+            fh.write(line + "\n")
             fh.flush()
 
     def log_result(self, result: ToolResult, step: int, replayed: bool = False) -> None:

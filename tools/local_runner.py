@@ -50,6 +50,7 @@ class LocalRunner:
         self.thresholds = thresholds
         self.table = table
         self.session: Session | None = None
+        self.deadline: float | None = None  # not enforced in-process (tests); the sandbox worker enforces it
 
     def start(self) -> "LocalRunner":
         """Load the table and open the session."""

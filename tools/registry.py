@@ -19,11 +19,12 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from serendip.tools.argsize import MAX_ARGUMENTS_CHARS, bounded_arguments, check_argument_size
 from serendip.tools.docstrings import parse_docstring
 from serendip.tools.errors import ToolInputError
 from serendip.tools.result import ToolResult
 
-MAX_ARGUMENT_CHARS = 20_000
+MAX_ARGUMENT_CHARS = MAX_ARGUMENTS_CHARS
 
 
 @dataclass
@@ -157,14 +158,16 @@ def validate_arguments(spec: ToolSpec, arguments: dict | str | None) -> dict:
     """Parse (when JSON text) and validate arguments; raise :class:`ToolInputError` with a fix-it message."""
     if arguments is None or arguments == "":
         arguments = {}
+    check_argument_size(spec.name, arguments)  # the text as sent, then the parsed value
     if isinstance(arguments, str):
-        if len(arguments) > MAX_ARGUMENT_CHARS:
-            raise ToolInputError(f"The arguments of {spec.name} are {len(arguments)} characters long; the limit is {MAX_ARGUMENT_CHARS}.")
         try:
             arguments = json.loads(arguments)
         except json.JSONDecodeError as exc:
             raise ToolInputError(f"The arguments of {spec.name} are not valid JSON ({exc.msg} at position {exc.pos}). "
                                  "Send a JSON object of parameter names to values.") from None
+        except RecursionError:
+            raise ToolInputError(f"The arguments of {spec.name} are nested too deeply.") from None
+        check_argument_size(spec.name, arguments)
     if not isinstance(arguments, dict):
         raise ToolInputError(f"The arguments of {spec.name} must be a JSON object. Got {type(arguments).__name__} instead.")
     try:
@@ -202,8 +205,7 @@ def call_tool(session, name: str, arguments: dict | str | None = None, result_id
         spec = get_spec(name)
         args = validate_arguments(spec, arguments)
     except ToolInputError as exc:
-        res = ToolResult.failure(str(exc), tool=str(name)[:60],
-                                 arguments=arguments if isinstance(arguments, dict) else {})
+        res = ToolResult.failure(str(exc), tool=str(name)[:60], arguments=bounded_arguments(arguments))
         res.id = rid
         return res
     session.current_tool = spec.name

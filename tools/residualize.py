@@ -11,6 +11,7 @@ from sklearn.linear_model import HuberRegressor
 
 from serendip.tools.registry import tool
 from serendip.tools.mdtext import code
+from serendip.tools.session import safe_scale
 from serendip.tools.result import ToolResult
 
 
@@ -31,23 +32,32 @@ def binned_median_curve(x: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray
     return np.interp(x, centers, medians)
 
 
+def _power_of_two_peak(v: np.ndarray) -> float:
+    """A power of two at least as large as the largest |value| (dividing by it is exact and cannot overflow)."""
+    peak = float(np.max(np.abs(v))) if len(v) else 0.0
+    return float(np.ldexp(1.0, np.frexp(peak)[1])) if peak > 0 and np.isfinite(peak) else 1.0
+
+
 def fit_relation(yv: np.ndarray, Xv: np.ndarray, xnames: list[str], method: str, n_bins: int):
     """Fitted values of y ~ f(x) and the fit's description and coefficients."""
     if method == "binned_median":
         fitted = binned_median_curve(Xv[:, 0], yv, n_bins)
         return fitted, f"running median in {n_bins} quantile bins of {xnames[0]}", {}
-    mu, sd = Xv.mean(axis=0), Xv.std(axis=0)
-    sd = np.where(sd > 0, sd, 1)
-    Z = (Xv - mu) / sd
+    # Both sides standardized without overflow (values may reach the float limit), fitted, scaled back.
+    Z, mu, sd = safe_scale(Xv)
+    zy, my, sy = safe_scale(yv[:, None])
+    zy, my, sy = zy[:, 0], float(my[0]), float(sy[0])
     if len(yv) > 200_000:  # Huber is iterative: fit on a seeded sample, predict all rows
         idx = np.random.default_rng(0).choice(len(yv), 200_000, replace=False)
-        reg = HuberRegressor(max_iter=500).fit(Z[idx], yv[idx])
+        reg = HuberRegressor(max_iter=500).fit(Z[idx], zy[idx])
     else:
-        reg = HuberRegressor(max_iter=500).fit(Z, yv)
-    fitted = reg.predict(Z)
-    slopes = reg.coef_ / sd
+        reg = HuberRegressor(max_iter=500).fit(Z, zy)
+    with np.errstate(over="ignore", invalid="ignore"):
+        fitted = reg.predict(Z) * sy + my
+        slopes = reg.coef_ * (sy / sd)
+        intercept = my + sy * (reg.intercept_ - np.sum(reg.coef_ * (mu / sd)))
     coefs = {c: float(v) for c, v in zip(xnames, slopes)}
-    coefs["intercept"] = float(reg.intercept_ - np.sum(reg.coef_ * mu / sd))
+    coefs["intercept"] = float(intercept)
     return fitted, f"robust linear fit on {', '.join(xnames)}", coefs
 
 
@@ -92,7 +102,12 @@ def residualize(session, y: str | list[str], x: list[str],
             raise session.fail(f"residualize cannot use {yc!r} with {xs}: {m.dropped_columns}.")
         yv, Xv = m.X[:, 0], m.X[:, 1:]
         fitted, how, coefs = fit_relation(yv, Xv, m.columns[1:], method, n_bins)
-        resid = yv - fitted
+        with np.errstate(over="ignore", invalid="ignore"):
+            resid = yv - fitted
+        if not np.isfinite(resid).all():
+            raise session.fail(f"residualize cannot correct {yc!r}: its residuals exceed the float range (values "
+                               f"up to {np.max(np.abs(yv)):.3g}). Transform it first (transform kind='asinh' or "
+                               "'log10') and residualize the transformed column.")
         new = name or f"resid_{yc}_vs_{'_'.join(m.columns[1:])}"[:80]
         if new in session.table.info and not session.table.info[new].derived:
             raise session.fail(f"The 'name' parameter of residualize must not overwrite the input column {new!r}.")
@@ -100,10 +115,11 @@ def residualize(session, y: str | list[str], x: list[str],
         full[m.rows] = resid
         session.add_derived_column(new, full, f"{yc} minus its {how}", operation="residual", inputs=[yc],
                                    controls=m.columns[1:])
-        explained = 1 - np.var(resid) / np.var(yv) if np.var(yv) > 0 else 0.0
+        unit = _power_of_two_peak(yv)
+        explained = 1 - np.var(resid / unit) / np.var(yv / unit) if np.var(yv / unit) > 0 else 0.0
         rho = sps.spearmanr(Xv[:, 0], resid).statistic if len(resid) > 2 else float("nan")
         per_column[yc] = {"new_column": new, "n": len(resid), "variance_explained": explained,
-                          "coefficients": coefs, "residual_std": float(np.std(resid)),
+                          "coefficients": coefs, "residual_std": float(np.std(resid / unit) * unit),
                           "spearman_resid_vs_first_x": rho}
         coef_text = "; ".join(f"slope on {code(k)} = {v:.4g}" for k, v in coefs.items() if k != "intercept")
         lines.append(f"- {code(yc)} → {code(new)}: the {how.split(' on ')[0].split(' in ')[0]} explains "

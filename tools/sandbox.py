@@ -13,7 +13,12 @@ parent (the agent) sends calls over a pipe and enforces the limits:
   0.8 GB after import and peaks at 2.3 GB of virtual memory during a UMAP fit, far below the default cap
   of 8 GB, so the cap is workable and catches runaway allocations as a clean Python exception instead of
   the kernel's OOM killer. A worker that dies while close to the cap (C code that aborts on a failed
-  allocation) or is killed with SIGKILL by someone else (the OOM killer) is reported the same way.
+  allocation) is reported the same way; one killed by a signal while far below the cap (a user, a
+  supervisor, the system's OOM killer under pressure from other processes) is reported as killed by
+  that signal. A table that does not fit the cap while loading is a bad input (``TableLoadError``).
+
+The run's time limit reaches the worker as a deadline: a call gets the smaller of its own limit and the
+time the run has left, and a call stopped by the deadline does not restart the worker.
 
 Anything else raised inside the worker is a bug: the worker answers with the exception's type and a
 one-line message (the traceback goes to ``.workspace/worker.log``, never to the model) and the parent
@@ -44,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from serendip.tools.argsize import bounded_arguments
 from serendip.tools.errors import TableLoadError
 from serendip.tools.result import ToolResult
 
@@ -159,6 +165,13 @@ def _load_table(config: dict) -> "Table":
     return loader(config["table_path"])
 
 
+def _too_big(config: dict) -> str:
+    """The one-line refusal of a table that does not fit the worker's memory cap."""
+    name = Path(config.get("table_path") or "the table").name
+    return (f"Cannot load {name!r}: it does not fit the tool worker's memory cap of {config['memory_limit_mb']} MB; "
+            "raise --memory-limit or use a smaller table")
+
+
 def _failure_message(exc: BaseException) -> tuple[str, str]:
     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() is a repr
     return type(exc).__name__, one_line(str(text))
@@ -188,6 +201,10 @@ def _worker_main(conn, parent_pid: int) -> None:
             table = _load_table(config)
         except TableLoadError as exc:
             conn.send(("load_error", str(exc)))
+            return
+        except MemoryError:
+            traceback.print_exc()
+            conn.send(("load_error", _too_big(config)))
             return
         session = Session(table, config["workdir"], seed=config["seed"], thresholds=config["thresholds"])
         os.chdir(session.workspace)
@@ -313,6 +330,8 @@ class WorkerRunner:
         self.extra_sys_path = [str(Path(p).resolve()) for p in (extra_sys_path or [])]
         self.loader = loader
         self.restarts = 0
+        self.deadline: float | None = None
+        """``time.monotonic()`` value by which every call must end (the run's time limit); None: no deadline."""
         self._process = None
         self._conn = None
         self._stopper = None
@@ -371,6 +390,9 @@ class WorkerRunner:
         except (BrokenPipeError, EOFError, OSError):
             pass  # the worker already died; reported below
         reply = self._wait(START_TIMEOUT_S)
+        if reply is not None and reply[0] == "died" and self._died_of_memory(reply):
+            self.kill()
+            raise TableLoadError(_too_big(config))
         if reply is None or reply[0] in ("timeout", "died"):
             how = "did not start in time" if reply and reply[0] == "timeout" else "stopped while starting"
             self.kill()
@@ -465,10 +487,16 @@ class WorkerRunner:
         Raises:
             ToolCrash: The tool raised an unexpected exception, or the worker keeps dying.
         """
+        started = time.monotonic()
+        time_limit, by_deadline = self.limits.time_limit_s, False
+        if self.deadline is not None and self.deadline - started < time_limit:
+            time_limit, by_deadline = self.deadline - started, True
+        if time_limit <= 0:
+            return self._failed(f"The call to {name} was not run: the run's time limit is reached.",
+                                name, arguments, result_id, started)
         if not self.is_alive():
             self.start()
-        started = time.monotonic()
-        reply = self._request(("call", name, arguments, result_id), self.limits.time_limit_s)
+        reply = self._request(("call", name, arguments, result_id), time_limit)
         kind = reply[0]
         if kind == "ok":
             self._deaths_in_a_row = 0
@@ -476,6 +504,10 @@ class WorkerRunner:
         if kind == "crash":
             raise ToolCrash(f"Tool {name!r} crashed with {reply[1]}: {reply[2]}", tool=name, exc_type=reply[1])
         limit_hint = "Try fewer rows/columns or a cheaper method."
+        if kind == "timeout" and by_deadline:
+            self.kill()  # the run is over: no restart (the next call, if any, starts a worker)
+            return self._failed(f"The call to {name} was stopped at the run's time limit ({time_limit:.0f} s were "
+                                "left when it started).", name, arguments, result_id, started)
         if kind == "timeout":
             message = (f"The call to {name} exceeded its time limit of {self.limits.time_limit_s:g} s and was "
                        f"stopped; the worker was restarted. {limit_hint}")
@@ -484,25 +516,31 @@ class WorkerRunner:
                        f"stopped; the worker was restarted. {limit_hint}")
         else:
             self._deaths_in_a_row += 1
+            how = _death_cause(reply[1])
             if self._deaths_in_a_row >= MAX_CONSECUTIVE_DEATHS:
                 self.kill()
                 raise ToolCrash(f"The tool worker died {self._deaths_in_a_row} calls in a row "
-                                f"(last: {name}, exit code {reply[1]}).", tool=name)
+                                f"(last: {name}, {how}).", tool=name)
             message = (f"The call to {name} failed because the worker process stopped unexpectedly "
-                       f"(exit code {reply[1]}); the worker was restarted. Retry, or use other arguments or "
-                       "another tool.")
+                       f"({how}); the worker was restarted. Retry, or use other arguments or another tool.")
         self.restart()
-        result = ToolResult.failure(message, tool=str(name)[:60], arguments=_arguments_dict(arguments))
+        return self._failed(message, name, arguments, result_id, started)
+
+    @staticmethod
+    def _failed(message: str, name: str, arguments: Any, result_id: str, started: float) -> ToolResult:
+        result = ToolResult.failure(message, tool=str(name)[:60], arguments=bounded_arguments(_arguments_dict(arguments)))
         result.id = result_id
         result.elapsed = time.monotonic() - started
         return result
 
     def _died_of_memory(self, reply: tuple) -> bool:
+        """A death is put down to memory only when the worker had reserved nearly all of its cap; a worker
+        killed by a signal from outside (a user, a supervisor) is reported as killed, whatever the signal."""
         if reply[0] != "died":
             return False
-        exitcode, last_vm_kb = reply[1], reply[2]
+        last_vm_kb = reply[2]
         cap_kb = self.limits.memory_limit_mb * 1024
-        return exitcode == -signal.SIGKILL or last_vm_kb >= NEAR_CAP_FRACTION * cap_kb
+        return last_vm_kb >= NEAR_CAP_FRACTION * cap_kb
 
     def tool_schemas(self) -> list[dict]:
         """OpenAI-format specs of the tools registered in the worker."""
@@ -522,6 +560,19 @@ class WorkerRunner:
             raise ToolCrash(f"Describing the table failed with {reply[1]}: {reply[2]}", exc_type=reply[1])
         self.restart()
         return dict(self._info)
+
+
+def _death_cause(exitcode: int | None) -> str:
+    """'killed by signal SIGKILL (from outside this program)', 'exit code 7', ... for a worker's exit code."""
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by signal {name} from outside this program (a user, a supervisor or the system's OOM killer)"
+    return f"exit code {exitcode}"
 
 
 def _arguments_dict(arguments: Any) -> dict:

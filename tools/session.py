@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -18,6 +19,8 @@ from serendip.tools.table import ColumnInfo, Table
 from serendip.tools.thresholds import Thresholds
 
 WORKSPACE_DIRNAME = ".workspace"
+ARTIFACT_NAME = re.compile(r"^R\d+_[A-Za-z0-9_-]{1,80}$")
+"""What :meth:`Session.artifact_name` makes: a result id, an underscore and a sanitised stem."""
 
 
 @dataclass
@@ -41,6 +44,43 @@ class Matrix:
     n_dropped_rows: int = 0
     center: np.ndarray | None = None
     scale: np.ndarray | None = None
+
+
+def safe_scale(X: np.ndarray, robust: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre and scale each column without overflow, whatever the magnitude of its finite values.
+
+    Each column is first divided by its largest absolute value (a power of two, so exactly), then
+    centred and scaled: values near the float limit (±1e307) give the same standardized values as
+    modest ones instead of overflowing to inf and NaN. Columns with no spread get scale 1.
+
+    Args:
+        X: (n_rows, n_columns) finite values.
+        robust: Median and IQR/1.349 (the standard deviation's robust counterpart, falling back to
+            the standard deviation when the IQR is 0) instead of mean and standard deviation.
+
+    Returns:
+        The scaled array, and the per-column centre and scale in the column's own units (the scale may
+        be inf for a column whose spread exceeds the float range; the scaled values are still finite).
+    """
+    X = np.asarray(X, dtype=float)
+    if X.size == 0:
+        return X.copy(), np.zeros(X.shape[1]), np.ones(X.shape[1])
+    peak = np.max(np.abs(X), axis=0)
+    _, exponent = np.frexp(np.where(peak > 0, peak, 1.0))
+    unit = np.ldexp(1.0, exponent)  # a power of two >= the peak: dividing by it is exact
+    Y = X / unit
+    if robust:
+        c = np.median(Y, axis=0)
+        q75, q25 = np.percentile(Y, [75, 25], axis=0)
+        s = (q75 - q25) / 1.349
+        s = np.where(s > 0, s, Y.std(axis=0))
+    else:
+        c = Y.mean(axis=0)
+        s = Y.std(axis=0)
+    s = np.where(s > 0, s, 1.0)
+    Z = (Y - c) / s
+    with np.errstate(over="ignore"):
+        return Z, c * unit, s * unit
 
 
 class Session:
@@ -169,7 +209,7 @@ class Session:
             fin = np.isfinite(col)
             if not fin.any():
                 dropped[c] = "all values missing"
-            elif np.nanmax(col) == np.nanmin(col):
+            elif np.max(col[fin]) == np.min(col[fin]):
                 dropped[c] = "constant"
             else:
                 keep.append(j)
@@ -183,8 +223,8 @@ class Session:
             ok = np.isfinite(X).all(axis=1)
             X, rows = X[ok], np.asarray(rows)[ok]
         elif missing == "impute":
-            med = np.nanmedian(X, axis=0)
             bad = ~np.isfinite(X)
+            med = np.nanmedian(np.where(bad, np.nan, X), axis=0)
             X = np.where(bad, med[None, :], X)
         else:
             raise ToolInputError(f"The 'missing' parameter of {tool} must be 'drop' or 'impute'. Got {missing!r} instead.")
@@ -192,22 +232,12 @@ class Session:
             raise ToolInputError(
                 f"{tool} needs at least {min_rows} rows with all of {names[:8]} present; got {len(X)} "
                 f"(of {n_before}). Use fewer columns, missing='impute', or a wider selection.")
-        center = np.zeros(X.shape[1])
-        scale = np.ones(X.shape[1])
-        if scaling == "standard":
-            center = X.mean(axis=0)
-            scale = X.std(axis=0)
-        elif scaling == "robust":
-            center = np.median(X, axis=0)
-            q75, q25 = np.percentile(X, [75, 25], axis=0)
-            scale = (q75 - q25) / 1.349
-            fallback = X.std(axis=0)
-            scale = np.where(scale > 0, scale, fallback)
-        elif scaling != "none":
+        if scaling not in ("standard", "robust", "none"):
             raise ToolInputError(f"The 'scaling' parameter of {tool} must be one of ['standard', 'robust', 'none']. Got {scaling!r} instead.")
-        scale = np.where(scale > 0, scale, 1.0)
-        if scaling != "none":
-            X = (X - center) / scale
+        if scaling == "none":
+            center, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        else:
+            X, center, scale = safe_scale(X, robust=scaling == "robust")
         return Matrix(X=np.ascontiguousarray(X), rows=np.asarray(rows), columns=names, dropped_columns=dropped,
                       n_dropped_rows=n_before - len(X), center=center, scale=scale)
 
@@ -220,7 +250,7 @@ class Session:
 
     def artifact_name(self, stem: str) -> str:
         """A unique per-row artifact name tied to the current result (``R4_cluster``)."""
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:60]
+        safe = "".join(ch if ch.isascii() and ch.isalnum() or ch in "-_" else "_" for ch in stem)[:60] or "x"
         return f"{self.current_id or 'R0'}_{safe}"
 
     def save_artifact(self, name: str, values: np.ndarray, rows: np.ndarray | None = None,
@@ -246,11 +276,19 @@ class Session:
         return name
 
     def load_artifact(self, name: str) -> np.ndarray:
-        """A saved per-row array."""
-        path = self.workspace / "artifacts" / f"{name}.npy"
-        if not path.exists():
+        """A per-row array this session saved (by name only: never a path).
+
+        Raises:
+            ToolInputError: ``name`` is not one of this session's artifacts (names are like ``R4_umap1``).
+        """
+        text = str(name)
+        if text not in self.artifact_names or not ARTIFACT_NAME.match(text):
             known = ", ".join(self.artifact_names[-10:]) or "none yet"
-            raise ToolInputError(f"No artifact named {name!r}. Known artifacts: {known}.")
+            raise ToolInputError(f"No artifact named {text[:80]!r} in this session. Known artifacts: {known}.")
+        path = self.workspace / "artifacts" / f"{text}.npy"
+        if not path.is_file():
+            raise ToolInputError(f"The artifact {text!r} is no longer in the workspace. Known artifacts: "
+                                 f"{', '.join(self.artifact_names[-10:])}.")
         return np.load(path, allow_pickle=False)
 
     # ----------------------------------------------------------------- derived state (survives restarts)
@@ -338,7 +376,7 @@ class Session:
                 self.selection = np.load(sel, allow_pickle=False)
                 self.selection_label = label
         for path in sorted((self.workspace / "artifacts").glob("*.npy")):
-            if path.stem not in self.artifact_names:
+            if path.stem not in self.artifact_names and ARTIFACT_NAME.match(path.stem):
                 self.artifact_names.append(path.stem)
 
     def next_result_id(self) -> str:

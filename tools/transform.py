@@ -33,6 +33,20 @@ def apply_transform(x: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
     raise ValueError(kind)
 
 
+def free_name(info: dict, wanted: str, description: str) -> str:
+    """``wanted``, or the first of ``wanted_derived``, ``wanted_derived_2`` ... that names no column yet.
+
+    An existing column is never overwritten; a derived column made by the same transform of the same
+    column (same description) is reused, so repeating a call adds nothing.
+    """
+    candidates = [wanted, f"{wanted}_derived"] + [f"{wanted}_derived_{k}" for k in range(2, 10_000)]
+    for name in candidates:
+        existing = info.get(name)
+        if existing is None or (existing.derived and existing.description == description):
+            return name
+    raise RuntimeError(f"no free column name for {wanted!r}")
+
+
 def wants_log(x: np.ndarray) -> bool:
     """Whether describe would suggest log10 for these values (positive and heavy-tailed or wide-ranging)."""
     from serendip.tools.describe import numeric_profile
@@ -70,11 +84,10 @@ def transform(session, columns: list[str], kind: Literal["log10", "asinh", "rank
         if not np.isfinite(y).any():
             raise session.fail(f"transform with kind={kind!r} leaves no finite value in {c!r}; choose 'asinh' "
                                "for columns with zero or negative values.")
-        name = f"{how}_{c}"
-        if name in session.table.info and not session.table.info[name].derived:
-            name = f"{how}_{c}_derived"
-        session.add_derived_column(name, y, f"{how} of {c}" + (f"; {note}" if note else ""), operation=how,
-                                   inputs=[c])
+        description = f"{how} of {c}" + (f"; {note}" if note else "")
+        name = free_name(session.table.info, f"{how}_{c}", description)
+        if name not in session.table.info:
+            session.add_derived_column(name, y, description, operation=how, inputs=[c])
         made.append(name)
         if note:
             notes[name] = note

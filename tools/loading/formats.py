@@ -35,11 +35,13 @@ class Detected:
         format: csv (any delimited text), parquet, excel, fits or votable.
         compression: gzip, bz2, xz or None.
         warnings: Notes for the table (e.g. the extension disagreed with the content).
+        text_bytes: Size of a text table's content after decompression (0 until measured).
     """
 
     format: str
     compression: str | None = None
     warnings: list[str] = field(default_factory=list)
+    text_bytes: int = 0
 
 
 def detect_format(path: Path) -> Detected:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from serendip.tools.errors import TableLoadError
+from serendip.tools.loading.budget import check_text_size, load_budget
 from serendip.tools.loading.formats import detect_format
 from serendip.tools.loading.prepare import prepare_frame
 from serendip.tools.loading.problems import BadTable, one_line
@@ -46,6 +47,8 @@ def load_table(path: str | Path) -> Table:
     try:
         _check_file(file)
         detected = detect_format(file)
+        if detected.format in ("csv", "votable"):  # text: bounded before any parsing (bombs included)
+            detected.text_bytes = check_text_size(file, detected.compression, load_budget())
         with ThreadPoolExecutor(max_workers=1) as pool:
             digest = pool.submit(_sha256, file)  # hashing overlaps parsing (both release the GIL)
             raw = _read(file, detected)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from serendip.tools.loading.budget import check_cells, check_sheet, check_text_cells, load_budget
 from serendip.tools.loading.formats import Detected, open_binary
 from serendip.tools.loading.problems import BadTable, one_line
 
@@ -77,6 +78,7 @@ def read_delimited(path: Path, detected: Detected) -> RawTable:
     if n_skip:
         notes.append(f"skipped {n_skip} comment line(s) starting with '#' above the table")
 
+    check_text_cells(path, detected.compression, detected.text_bytes, len(header), load_budget())
     sep = r"\s+" if delimiter == " " else delimiter
     options = dict(sep=sep, compression=detected.compression, encoding=encoding, skiprows=n_skip,
                    index_col=None, skipinitialspace=_spaced(body[:SNIFF_LINES], delimiter))
@@ -245,6 +247,8 @@ def read_parquet(path: Path, detected: Detected) -> RawTable:
     import pyarrow.parquet as pq
 
     try:
+        meta = pq.ParquetFile(path).metadata
+        check_cells(meta.num_rows, meta.num_columns, load_budget())
         table = pq.read_table(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise BadTable(f"could not be read as Parquet; it may be damaged or truncated ({one_line(exc)})") from None
@@ -315,6 +319,7 @@ def read_excel(path: Path, detected: Detected) -> RawTable:
     from openpyxl import load_workbook
 
     notes: list[str] = []
+    check_sheet(path, load_budget())  # the dense grid pandas would build, measured before it is built
     try:
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore")
@@ -357,6 +362,7 @@ def read_fits(path: Path, detected: Detected) -> RawTable:
                                    "Serendip reads binary or ASCII table HDUs")
                 first = tables[0]
                 header = hdul[first].header
+                check_cells(int(header.get("NAXIS2", 0) or 0), int(header.get("TFIELDS", 0) or 0), load_budget())
                 label = hdul[first].name or str(first)
                 table = AstropyTable.read(hdul, hdu=first, format="fits")
     except BadTable:
