@@ -35,6 +35,8 @@ from serendip.tools.result import ToolResult
 __all__ = ["Analysis", "Run", "RunSetupError", "chat_model", "explore", "open", "table_file"]
 
 INPUT_DIR = ".workspace/input"
+API_MODEL = "python-api"
+"""The 'model' named in the reports of an interactive session (the caller chose every tool call)."""
 
 
 def table_file(table: Any, folder: str | Path, name: str = "table") -> Path:
@@ -146,7 +148,7 @@ class Analysis:
             raise RunSetupError(str(exc)) from None
         self.runner = runner
         self.transcript = Transcript(self.workdir)
-        self.transcript.append({"type": "run_start", "resume": False, "model": "api", "goal": ""})
+        self.transcript.append({"type": "run_start", "resume": False, "model": API_MODEL, "goal": ""})
         self.dispatcher = Dispatcher(runner, self.ledger, self.transcript)
         return self
 
@@ -202,10 +204,10 @@ class Analysis:
             for sub in ("figures", ".workspace/artifacts"):
                 if (self.workdir / sub).is_dir():
                     shutil.copytree(self.workdir / sub, out / sub, dirs_exist_ok=True)
-        cfg = ExploreConfig(table=str(self.path), settings=self.settings)
+        cfg = ExploreConfig(table=str(self.path), settings=self.settings.replace(model=API_MODEL))
         outcome = RunOutcome(status="completed", steps=self.dispatcher.count,
                              notes=[f"Interactive session: {self.dispatcher.count} tool calls through the Python API."])
-        run_info = {"schema": "serendip.run/1", "table": str(self.path), "goal": "", "model": "api",
+        run_info = {"schema": "serendip.run/1", "table": str(self.path), "goal": "", "model": API_MODEL,
                     "seed": self.settings.seed, "config": cfg.public(), "input_sha256": self.dataset.get("sha256", "")}
         write_outputs(out, cfg, self.dataset, self.ledger, outcome, run_info, self.started,
                       Transcript(out) if out.resolve() != self.workdir.resolve() else self.transcript)

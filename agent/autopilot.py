@@ -46,6 +46,11 @@ class Autopilot:
         self.missing = "drop"
 
     # ------------------------------------------------------------------ plumbing
+    @property
+    def steps(self) -> int:
+        """Planner steps taken (tool calls made)."""
+        return self.budget.steps
+
     def call(self, tool: str, **arguments) -> ToolResult:
         """One planner step: check the limits, run the tool, log progress."""
         self.budget.check()

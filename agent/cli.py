@@ -199,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
 
         from serendip.tools.contracts import findings_json_schema
 
-        print(json.dumps(findings_json_schema(), indent=2))
+        try:
+            print(json.dumps(findings_json_schema(), indent=2))
+        except BrokenPipeError:  # piped into head: not an error
+            sys.stderr.close()
         return EXIT_OK
     parser.print_help()
     return EXIT_BAD_INPUT

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from serendip.agent.settings import Settings
 from serendip.evals import real_tables, runner, synthetic
 from serendip.evals.cases import CASES_DIR, Case, CaseError, load_case, load_cases, select_cases
 from serendip.evals.judge import judge_findings, known_hypotheses
@@ -375,7 +376,8 @@ def test_judge_phrases_trends_when_no_hypotheses_given(tmp_path):
 def test_end_to_end_fast_synthetic_case_with_the_autopilot(tmp_path):
     """One real eval: the autopilot explores the small trends table in-process and must pass."""
     job = runner.Job(case_path=str(CASES_DIR / "synthetic_trends.toml"), case_name="synthetic_trends",
-                     anonymised=False, out_root=str(tmp_path), in_process=True, time_limit=300)
+                     anonymised=False, out_root=str(tmp_path), in_process=True,
+                     settings=Settings.defaults(time_limit=300))
     result = runner.run_job(job)
     assert result["status"] != "error", result.get("error")
     assert result["exit_status"] == "completed"
