@@ -45,7 +45,7 @@ def huge_frame(n: int = 120) -> pd.DataFrame:
     r = np.random.default_rng(0)
     a = r.normal(size=n)
     return pd.DataFrame({"a": a * 1e307, "b": a + r.normal(scale=0.3, size=n),
-                         "d": -np.abs(r.normal(size=n)) * 1.7e308, "e": r.normal(size=n)})
+                         "d": -np.abs(r.normal(size=n)) * 4e307, "e": r.normal(size=n)})
 
 
 def test_safe_scale_matches_ordinary_standardization_at_any_magnitude():
@@ -265,6 +265,20 @@ def test_a_worker_killed_from_outside_is_reported_as_killed(worker):
     threading.Timer(1.0, lambda: os.kill(pid, signal.SIGKILL)).start()
     res = runner.call("sleep_for", {"seconds": 30}, "R1")
     assert not res.ok and "killed by signal SIGKILL" in res.error and "memory" not in res.error.split("(")[0]
+
+
+@pytest.mark.slow
+def test_a_table_too_big_for_the_worker_is_a_bad_input(tmp_path):
+    from sandbox_loaders import oversized_loader
+    from serendip.tools.errors import TableLoadError
+
+    runner = WorkerRunner(str(tmp_path / "big.csv"), tmp_path / "w", limits=SandboxLimits(memory_limit_mb=1024),
+                          loader=oversized_loader, extra_sys_path=[str(TESTS_DIR)])
+    try:
+        with pytest.raises(TableLoadError, match=r"does not fit the tool worker's memory cap of 1024 MB"):
+            runner.start()
+    finally:
+        runner.close()
 
 
 def test_crash_records_the_step_count_not_the_tool_call_count(tmp_path, monkeypatch):
