@@ -170,6 +170,8 @@ def test_a_live_run_locks_its_folder_and_a_dead_one_does_not(tmp_path, capsys):
     (out / ".workspace" / "run.lock").write_text(json.dumps({"pid": 999_999_999, "started": "long ago"}))
     outcome, _ = explore(ExploreConfig(table=str(table), out=str(out), in_process=True, max_steps=2))
     assert outcome.status == "step_limit"
+    start = json.loads((out / "transcript.jsonl").read_text().splitlines()[0])
+    assert start["stale_lock_taken_over"]["pid"] == 999_999_999
 
 
 def test_resume_of_a_live_run_is_refused(tmp_path, capsys):
