@@ -171,7 +171,7 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
             resume = check_resumable(out, table_path, force)
         elif any(p.name != ".workspace" for p in out.iterdir()):
             raise RunSetupError(f"output folder {out} already holds a run; choose another --out or --resume it")
-        return _explore_locked(cfg, out, table_path, progress, resume, chat_model)
+        return _explore_locked(cfg, out, table_path, progress, resume, chat_model, stale_lock=lock.took_over)
     finally:
         lock.release()
 
@@ -230,8 +230,8 @@ def clear_run_folder(out: Path) -> None:
 
 
 def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: Progress, resume: bool,
-                    chat_model) -> tuple[RunOutcome, Path]:
-    """The run itself, once the folder is locked and checked."""
+                    chat_model, stale_lock: dict | None = None) -> tuple[RunOutcome, Path]:
+    """The run itself, once the folder is locked and checked (``stale_lock``: what a dead run's lock file held)."""
     transcript = Transcript(out)
     stored = transcript.stored_results() if resume else {}
     ledger = Ledger(thresholds=cfg.thresholds)
@@ -242,7 +242,8 @@ def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: P
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "exit_status": "running",
                 "input_sha256": recorded_sha, "steps": 0, "tokens": 0, "wall_time_s": 0.0, "resumed": bool(resume)}
     (out / "run.json").write_text(json.dumps(run_info, indent=2), encoding="utf-8")
-    transcript.append({"type": "run_start", "resume": bool(resume), "model": cfg.model, "goal": cfg.goal})
+    transcript.append({"type": "run_start", "resume": bool(resume), "model": cfg.model, "goal": cfg.goal,
+                       **({"stale_lock_taken_over": stale_lock} if stale_lock else {})})
 
     runner = make_runner(cfg, out, table_path)
     runner.deadline = time.monotonic() + cfg.time_limit  # no tool call may outlive the run's time limit

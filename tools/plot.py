@@ -52,7 +52,15 @@ def save_figure(session, fig, stem: str) -> str:
     """Write ``fig`` as a PNG through the session, close it, and return its relative path."""
     abs_path, rel = session.figure_path(stem)
     try:
-        fig.savefig(abs_path, format="png", bbox_inches="tight")
+        try:
+            fig.savefig(abs_path, format="png", bbox_inches="tight")
+        except OverflowError:
+            # Axis ranges near the float limit (finite values around ±1e308) overflow matplotlib's tick
+            # arithmetic: the figure says so instead of the tool crashing.
+            fig.clf()
+            fig.text(0.5, 0.5, "Figure not drawn: the values span more than the float range can plot.\n"
+                               "Transform the columns (asinh or log10) to see them.", ha="center", va="center")
+            fig.savefig(abs_path, format="png")
     finally:
         plt.close(fig)
     return rel

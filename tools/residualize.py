@@ -33,9 +33,9 @@ def binned_median_curve(x: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray
 
 
 def _power_of_two_peak(v: np.ndarray) -> float:
-    """A power of two at least as large as the largest |value| (dividing by it is exact and cannot overflow)."""
+    """A power of two near the largest |value| (at most 2**1023): dividing by it is exact and cannot overflow."""
     peak = float(np.max(np.abs(v))) if len(v) else 0.0
-    return float(np.ldexp(1.0, np.frexp(peak)[1])) if peak > 0 and np.isfinite(peak) else 1.0
+    return float(np.ldexp(1.0, min(int(np.frexp(peak)[1]), 1023))) if peak > 0 and np.isfinite(peak) else 1.0
 
 
 def fit_relation(yv: np.ndarray, Xv: np.ndarray, xnames: list[str], method: str, n_bins: int):

@@ -67,7 +67,7 @@ def safe_scale(X: np.ndarray, robust: bool = False) -> tuple[np.ndarray, np.ndar
         return X.copy(), np.zeros(X.shape[1]), np.ones(X.shape[1])
     peak = np.max(np.abs(X), axis=0)
     _, exponent = np.frexp(np.where(peak > 0, peak, 1.0))
-    unit = np.ldexp(1.0, exponent)  # a power of two >= the peak: dividing by it is exact
+    unit = np.ldexp(1.0, np.minimum(exponent, 1023))  # a power of two near the peak: dividing is exact
     Y = X / unit
     if robust:
         c = np.median(Y, axis=0)
