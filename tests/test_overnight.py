@@ -243,3 +243,61 @@ def test_follow_up_labels_one_field_trend_fragile_and_real_trend_robust(tmp_path
     # every number comes from a tool result recorded in the follow-up transcript
     ids = {json.loads(line).get("id") for line in (tmp_path / "fu" / "transcript.jsonl").read_text().splitlines()}
     assert all(c["evidence"] in ids for c in res[local["id"]]["checks"])
+
+
+# ---------------------------------------------------------------------- run inputs, budgets, progress (fast)
+def _specs(tmp_path, plan_text: str):
+    from serendip.agent.overnight.runs import make_runs
+
+    small_table(0).to_csv(tmp_path / "t0.csv", index=False)
+    (tmp_path / "plan.toml").write_text(plan_text)
+    plan, tables = load_plan(tmp_path / "plan.toml")
+    return make_runs(plan, tables, tmp_path / "out")
+
+
+def test_run_ids_are_stable_and_strategies_make_safe_subsets(tmp_path):
+    from serendip.agent.overnight.runs import RunRefused, prepare_input
+
+    text = ('tables = ["t0.csv"]\n[[strategy]]\nname = "rows"\nwhere = "x > 0 and field in (\'A\', \'B\')"\n'
+            '[[strategy]]\nname = "cols"\ncolumns = ["x", "y"]\n[[strategy]]\nname = "absent"\ncolumns = ["x", "nope"]\n')
+    specs = _specs(tmp_path, text)
+    assert [s.run_id for s in specs] == [s.run_id for s in _specs(tmp_path, text)]
+    assert len({s.run_id for s in specs}) == 3
+    df = small_table(0)
+    rows = pd.read_parquet(prepare_input(specs[0]))
+    expected = df[(df.x > 0) & df.field.isin(["A", "B"])]
+    assert len(rows) == len(expected) and np.allclose(rows["x"], expected["x"])
+    assert list(pd.read_parquet(prepare_input(specs[1])).columns) == ["x", "y", "field"]
+    with pytest.raises(RunRefused, match="nope"):
+        prepare_input(specs[2])
+    assert (tmp_path / "t0.csv").read_bytes() == small_table(0).to_csv(index=False).encode()
+
+
+def test_memory_and_night_budget_refuse_runs_with_a_reason(tmp_path):
+    from serendip.agent.overnight.executor import Budgets, execute
+
+    specs = _specs(tmp_path, 'tables = ["t0.csv"]\n[[strategy]]\nname = "a"\n[[strategy]]\nname = "b"\n')
+    log = execute(specs, jobs=2, budgets=Budgets(total_time=100, memory_mb=10))
+    assert [r["status"] for r in log.records] == ["refused", "refused"]
+    assert "MB" in log.records[0]["reason"] and (Path(specs[0].state_dir) / "overnight.json").is_file()
+    log = execute(specs, jobs=2, budgets=Budgets(total_time=0.5))
+    assert [r["status"] for r in log.records] == ["not_started", "not_started"]
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_progress_is_plain_off_a_terminal_and_live_on_one(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from serendip.agent.overnight.night import NightProgress
+
+    spec = _specs(tmp_path, 'tables = ["t0.csv"]\n[[strategy]]\nname = "a"\n')[0]
+    for live in (False, True):
+        buf = io.StringIO()
+        with NightProgress(total=1, live=live, console=Console(file=buf, width=120, force_terminal=live)) as p:
+            p.event("start", spec, None)
+            p.event("end", spec, {"status": "completed"})
+        text = buf.getvalue()
+        assert "end   t0--a--" in text and "completed" in text
+        assert ("\x1b[" in text) == live

@@ -59,7 +59,7 @@ def collect(out: Path, records: list[dict]) -> list[Candidate]:
         for f in data.get("findings") or []:
             if f.get("kind") not in RANKED_KINDS:
                 continue
-            sig = signature(f, rec.get("table_sha256", ""))
+            sig = signature(f, Path(rec.get("table", "")).name)
             cand = Candidate(sig, f, rec)
             if f.get("novelty") == "known":
                 cand.novelty = "known"

@@ -27,12 +27,16 @@ def base_name(column: str) -> str:
     return name.lower()
 
 
-def signature(finding: dict, dataset_sha256: str = "") -> str:
-    """A finding's identity across runs: kind, the quantities involved (and a trend's sign), the dataset."""
+def signature(finding: dict, dataset: str = "") -> str:
+    """A finding's identity across runs and nights: kind, quantities (and a trend's sign), the table's name.
+
+    The table's file name rather than its checksum, so a finding already made on an earlier release of
+    a table counts as seen.
+    """
     kind = finding.get("kind", "")
     cols = sorted({base_name(c) for c in finding.get("columns") or []})
     sign = (finding.get("stats") or {}).get("sign") if kind == "trend" else None
-    return json.dumps([dataset_sha256, kind, cols, sign])
+    return json.dumps([dataset, kind, cols, sign])
 
 
 def _read(out: Path) -> dict:

@@ -21,8 +21,9 @@ FAILED = {"failed", "killed", "refused", "error", "not_started"}
 class NightProgress:
     """Plain log lines when not on a terminal; a live view of the running runs on one."""
 
-    def __init__(self, total: int, live: bool | None = None, quiet: bool = False) -> None:
-        self.console = Console(stderr=True, highlight=False)
+    def __init__(self, total: int, live: bool | None = None, quiet: bool = False,
+                 console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True, highlight=False)
         self.live = interactive() if live is None else live
         self.quiet = quiet
         self.start = time.monotonic()
