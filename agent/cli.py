@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_options(config)
 
     sub.add_parser("schema", help="print the JSON Schema of findings.json")
+
+    night = sub.add_parser("overnight", help="run a plan of many explorations unattended and write a ranked digest")
+    night.add_argument("plan", help="the plan (TOML); the smallest is one line: tables = [\"a.csv\", \"survey/*.fits\"]")
+    night.add_argument("--out", default=None, help="output folder (default: serendip-overnight/<plan name>)")
+    night.add_argument("--jobs", type=int, default=None, help="runs at a time (default 1, or the cluster's threads)")
+    night.add_argument("--redo", action="store_true", help="redo finished runs instead of skipping them")
+    night.add_argument("--cluster", default=None, metavar="ADDRESS", help="send runs to this Dask scheduler")
+    night.add_argument("--quiet", action="store_true", help="print only the result line")
+
     sub.add_parser("bench", help="time every tool on synthetic tables (serendip bench --help)")
     sub.add_parser("eval", help="score the agent against known results (serendip eval --help)")
     return parser
@@ -204,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # piped into head: not an error
             sys.stderr.close()
         return EXIT_OK
+
+    if args.command == "overnight":
+        from serendip.agent.overnight.night import run_night
+
+        return run_night(args.plan, out=args.out, jobs=args.jobs, redo=args.redo, cluster=args.cluster,
+                         quiet=args.quiet)
     parser.print_help()
     return EXIT_BAD_INPUT
 

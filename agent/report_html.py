@@ -6,6 +6,7 @@ import base64
 import html
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -27,9 +28,21 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src data:; style-src 'unsafe
 style, font, frame or form target. A second wall behind the renderer's own rules."""
 
 
-def _local_only(out_dir: Path):
+_RELATIVE_LINK = re.compile(r"^(?![A-Za-z][A-Za-z0-9+.\-]*:)(?!/)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9_./\-#%~+]+$")
+
+
+def _file_inside(out_dir: Path, href: str) -> bool:
+    """True for a relative link (no scheme, no absolute path, no '..') to a file that exists in ``out_dir``."""
+    if not _RELATIVE_LINK.match(href):
+        return False
+    target = (out_dir / unquote(href.split("#", 1)[0])).resolve()
+    root = out_dir.resolve()
+    return target.is_file() and root in target.parents
+
+
+def _local_only(out_dir: Path, local_links: bool = False):
     """A markdown-it core rule: embed the run's own figures; turn every other image and every link that
-    leaves the document into plain text."""
+    leaves the document (or, with ``local_links``, the output folder) into plain text."""
 
     def rule(state) -> None:
         for block in state.tokens:
@@ -40,14 +53,17 @@ def _local_only(out_dir: Path):
                 if tok.type == "image":
                     src = str(tok.attrGet("src") or "")
                     path = out_dir / src
-                    if _FIGURE_SRC.match(src) and path.is_file():
+                    figure = _FIGURE_SRC.match(src) or (local_links and src.endswith(".png")
+                                                        and "/figures/" in src and _file_inside(out_dir, src))
+                    if figure and path.is_file():
                         data = base64.b64encode(path.read_bytes()).decode("ascii")
                         tok.attrSet("src", f"data:image/png;base64,{data}")
                         children.append(tok)
                     else:
                         children.append(Token("text", "", 0, content=f"[image: {tok.content or src}]"))
                 elif tok.type == "link_open":
-                    keep = str(tok.attrGet("href") or "").startswith("#")
+                    href = str(tok.attrGet("href") or "")
+                    keep = href.startswith("#") or (local_links and _file_inside(out_dir, href))
                     kept_links.append(keep)
                     if keep:
                         children.append(tok)
@@ -61,7 +77,7 @@ def _local_only(out_dir: Path):
     return rule
 
 
-def markdown_to_html(markdown: str, out_dir: str | Path, title: str) -> str:
+def markdown_to_html(markdown: str, out_dir: str | Path, title: str, local_links: bool = False) -> str:
     """Render the report's markdown as one self-contained HTML file that loads nothing from anywhere.
 
     Raw HTML in the markdown (for instance a column named ``<script>``) is shown as text, never
@@ -73,9 +89,11 @@ def markdown_to_html(markdown: str, out_dir: str | Path, title: str) -> str:
         markdown: The report in markdown.
         out_dir: The run directory the figure paths are relative to.
         title: The page title (escaped).
+        local_links: Also keep relative links to files inside ``out_dir`` and embed figures found under
+            its subfolders (an overnight digest linking to its runs' reports); nothing outside it.
     """
     md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
-    md.core.ruler.push("local_only", _local_only(Path(out_dir)))
+    md.core.ruler.push("local_only", _local_only(Path(out_dir), local_links))
     body = md.render(markdown)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">"

@@ -1,0 +1,277 @@
+"""The follow-up round: each top candidate re-tested through the same tools, then labelled.
+
+A trend is re-tested on each random half of the rows, within each level of every categorical column
+(field, instrument, survey), after controlling for each strong covariate (partial correlation) and with
+a second correlation measure. A grouping is re-fitted with another clustering algorithm and on each half.
+Every test is an ordinary tool call (``select``, ``correlate``, ``cluster``) through the dispatcher, so
+its numbers come from a tool result and are kept in the follow-up transcript as evidence.
+
+Labels:
+- **artefact**: the candidate disappears when a strong covariate is controlled for, or holds in no level
+  of a categorical although it holds overall (it is made by offsets between the levels);
+- **fragile**: it fails an informative check (a half, some levels, the second method);
+- **robust**: every informative check agrees (same sign, p < 0.05).
+A check on too few rows to detect the original effect (80% power, Fisher z) counts as uninformative
+rather than as a failure, so small levels do not make a real trend look fragile.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from serendip.tools.mdtext import code
+from serendip.tools.result import ToolResult
+
+ALPHA = 0.05
+STRONG_COVARIATE = 0.3
+NEAR_COPY = 0.9
+MAX_LEVELS = 12
+MAX_COVARIATES = 3
+HALF_COLUMN = "_serendip_half"
+SECOND_METHOD = {"spearman": "kendall", "pearson": "spearman", "kendall": "spearman"}
+SECOND_CLUSTERING = {"gmm": "kmeans", "kmeans": "gmm", "agglomerative": "gmm", "hdbscan": "gmm", "auto": "kmeans"}
+
+
+def rows_to_detect(effect: float, alpha: float = ALPHA, power: float = 0.8) -> int:
+    """Rows needed to detect a correlation of this size (two-sided, Fisher z approximation)."""
+    r = min(abs(effect), 0.999)
+    if r <= 0:
+        return 10**9
+    z_a, z_b = 1.959964, 0.841621  # normal quantiles for alpha = 0.05 two-sided and power = 0.8
+    return int(math.ceil(((z_a + z_b) / math.atanh(r)) ** 2 + 3))
+
+
+def quote_name(name: str) -> str:
+    """A column name in the filter language (backticks, doubled inside)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_value(value: object) -> str:
+    """A level value as a filter literal."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and np.isfinite(value)):
+        return repr(float(value)) if isinstance(value, (float, np.floating)) else str(int(value))
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class Session:
+    """A follow-up session on one run's table: its derived columns restored, a random half column added.
+
+    Args:
+        run_dir: The run folder.
+        workdir: Where the follow-up writes (its own transcript, figures and workspace).
+        seed: Seed of the random halves.
+    """
+
+    def __init__(self, run_dir: Path, workdir: Path, seed: int = 0) -> None:
+        from serendip.agent.dispatch import Dispatcher
+        from serendip.agent.ledger import Ledger
+        from serendip.agent.overnight.runs import read_json
+        from serendip.agent.transcript import Transcript
+        from serendip.tools.loading import load_table
+        from serendip.tools.local_runner import LocalRunner
+        from serendip.tools.table import ColumnInfo
+
+        info = read_json(run_dir / "run.json")
+        table = load_table(info["table"])
+        rng = np.random.default_rng(seed + 7919)
+        half = np.zeros(table.n_rows)
+        half[rng.permutation(table.n_rows)[: table.n_rows // 2]] = 1.0
+        table.add_column(HALF_COLUMN, half, ColumnInfo(name=HALF_COLUMN, role="numeric",
+                                                        description="random half of the rows (follow-up)"))
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        source = run_dir / ".workspace"
+        if source.is_dir():  # derived columns (logs, residuals) of the run, restored by the session
+            shutil.copytree(source, workdir / ".workspace")
+        self.table = table
+        self.runner = LocalRunner(None, workdir, seed=seed, table=table).start()
+        self.d = Dispatcher(self.runner, Ledger(), Transcript(workdir))
+
+    def call(self, tool: str, **arguments) -> ToolResult:
+        """One tool call, recorded in the follow-up transcript."""
+        return self.d.call(tool, {k: v for k, v in arguments.items() if v is not None}, step=self.d.count + 1)
+
+    def select(self, expression: str) -> ToolResult:
+        return self.call("select", expression=expression)
+
+    def categoricals(self, exclude: list[str]) -> list[str]:
+        """Categorical and flag columns of the table."""
+        return [c for c in self.table.columns_with_role("categorical", "flag") if c not in exclude]
+
+    def levels(self, column: str, min_rows: int) -> list:
+        """The levels of ``column`` with at least ``min_rows`` rows, largest first."""
+        counts = self.table.df[column].value_counts(dropna=True)
+        return [lv for lv, n in counts.items() if n >= min_rows][:MAX_LEVELS]
+
+
+def pair_stats(result: ToolResult, x: str, y: str) -> dict | None:
+    """effect, p and n of the pair (x, y) in a correlate result (significant or not)."""
+    if not result.ok:
+        return None
+    s = result.summary
+    for entry in (s.get("top_pairs") or []) + (s.get("strongest_not_significant") or []):
+        if {entry.get("x"), entry.get("y")} == {x, y}:
+            return {"effect": float(entry["effect"]), "p": float(entry["p"]), "n": int(entry["n"])}
+    return None
+
+
+def check_entry(name: str, result: ToolResult | None, stats: dict | None, sign: int, effect: float) -> dict:
+    """One trend check: passed (same sign, p < alpha), failed, or uninformative (too few rows)."""
+    entry = {"check": name, "evidence": result.id if result is not None else None}
+    if stats is None or not np.isfinite(stats["effect"]) or not np.isfinite(stats["p"]):
+        entry.update({"outcome": "uninformative", "why": ("the tool call failed (see the evidence)" if result is not None and not result.ok
+                                                         else "the tool returned no value for the pair")})
+        return entry
+    entry.update({"effect": round(stats["effect"], 4), "p_value": stats["p"], "n": stats["n"]})
+    same = np.sign(stats["effect"]) == sign
+    if same and stats["p"] < ALPHA:
+        entry["outcome"] = "passed"
+    elif stats["n"] < rows_to_detect(effect):
+        entry["outcome"] = "uninformative"
+        entry["why"] = f"{stats['n']} rows, about {rows_to_detect(effect)} needed to see the original effect"
+    else:
+        entry["outcome"] = "failed"
+    return entry
+
+
+def follow_up_trend(sess: Session, finding: dict, min_level_rows: int) -> dict:
+    """Re-test one trend finding; returns its label, the checks and an explanation."""
+    stats = finding.get("stats") or {}
+    x, y = finding["columns"][:2]
+    method = str(stats.get("method", "spearman")).replace("_partial", "")
+    if method not in SECOND_METHOD:
+        return {"label": "untested", "checks": [], "why": f"no follow-up for {method} trends"}
+    sign, effect = int(stats.get("sign") or np.sign(stats.get("effect", 1)) or 1), float(stats.get("effect", 0.0))
+    controls = list(stats.get("controls") or [])
+    control_ok = controls if method in ("spearman", "pearson") else None
+    checks: list[dict] = []
+
+    def corr(name: str, m: str = method, control: list[str] | None = None) -> None:
+        res = sess.call("correlate", columns=[x, y], method=m, control=control or None)
+        checks.append(check_entry(name, res, pair_stats(res, x, y), sign, effect))
+
+    for h in (0, 1):
+        sess.select(f"{quote_name(HALF_COLUMN)} == {h}")
+        corr(f"random half {h + 1} of the rows", control=control_ok)
+    level_checks: dict[str, list[dict]] = {}
+    for cat in sess.categoricals([x, y]):
+        levels = sess.levels(cat, min_level_rows)
+        if len(levels) < 2:
+            continue
+        for lv in levels:
+            sel = sess.select(f"{quote_name(cat)} == {quote_value(lv)}")
+            if not sel.ok:
+                continue
+            corr(f"within {code(cat)} = {code(lv)}", control=control_ok)
+            level_checks.setdefault(cat, []).append(checks[-1])
+    sess.select("all")
+    covariates = strong_covariates(sess, x, y, exclude=controls)
+    for cov in covariates:
+        corr(f"controlling for {code(cov)}", m="pearson" if method == "pearson" else "spearman", control=controls + [cov])
+        checks[-1]["covariate"] = cov
+    second = SECOND_METHOD[method]
+    corr(f"second measure ({second})", m=second, control=controls if second in ("spearman", "pearson") else None)
+    return label_trend(checks, level_checks)
+
+
+def strong_covariates(sess: Session, x: str, y: str, exclude: list[str]) -> list[str]:
+    """Numeric columns related (|effect| >= 0.3, q <= 0.05) to both x and y, not near copies of either."""
+    numeric = [c for c in sess.table.numeric_columns if c not in (x, y, HALF_COLUMN) and c not in exclude]
+    if not numeric:
+        return []
+    related: dict[str, list[float]] = {}
+    for target in (x, y):
+        res = sess.call("correlate", columns=numeric + [target], target=target)
+        if not res.ok:
+            return []
+        for e in res.summary.get("top_pairs") or []:
+            other = e["y"] if e["x"] == target else e["x"]
+            if e.get("q", 1.0) <= ALPHA:
+                related.setdefault(other, []).append(abs(float(e["effect"])))
+    both = {c: v for c, v in related.items() if len(v) == 2 and min(v) >= STRONG_COVARIATE and max(v) < NEAR_COPY}
+    return sorted(both, key=lambda c: -min(both[c]))[:MAX_COVARIATES]
+
+
+def label_trend(checks: list[dict], level_checks: dict[str, list[dict]]) -> dict:
+    """robust / fragile / artefact from the checks, with the reason in one sentence."""
+    informative = [c for c in checks if c["outcome"] != "uninformative"]
+    failed = [c for c in informative if c["outcome"] == "failed"]
+    covariate_fail = [c for c in failed if "covariate" in c]
+    offset_made = [cat for cat, cs in level_checks.items()
+                   if [c for c in cs if c["outcome"] != "uninformative"]
+                   and all(c["outcome"] == "failed" for c in cs if c["outcome"] != "uninformative")]
+    if covariate_fail:
+        why = f"it disappears when {', '.join(code(c['covariate']) for c in covariate_fail)} is controlled for"
+        return {"label": "artefact", "checks": checks, "why": why}
+    if offset_made:
+        why = f"it holds in no level of {', '.join(code(c) for c in offset_made)}: offsets between the levels make it"
+        return {"label": "artefact", "checks": checks, "why": why}
+    if not informative:
+        return {"label": "untested", "checks": checks, "why": "no check had enough rows to be informative"}
+    if failed:
+        why = "it fails " + "; ".join(c["check"] for c in failed[:5]) + (" …" if len(failed) > 5 else "")
+        passed = [c["check"] for c in informative if c["outcome"] == "passed"]
+        if passed:
+            why += f" (holds {len(passed)} of {len(informative)} informative checks)"
+        return {"label": "fragile", "checks": checks, "why": why}
+    return {"label": "robust", "checks": checks,
+            "why": f"same sign and p < {ALPHA} in all {len(informative)} informative checks"}
+
+
+def follow_up_group(sess: Session, finding: dict) -> dict:
+    """Re-fit a grouping with another algorithm and on each half: robust when every refit finds groups."""
+    stats = finding.get("stats") or {}
+    method = str(stats.get("method") or "gmm")
+    columns = [c for c in finding.get("columns") or [] if c in sess.table.columns]
+    if len(columns) < 2 or stats.get("space") == "umap":
+        return {"label": "untested", "checks": [], "why": "groups found in a map or on fewer than two columns"}
+    other = SECOND_CLUSTERING.get(method, "kmeans")
+    k = stats.get("n_groups")
+    checks = []
+    for name, expr, m in ((f"second algorithm ({other})", "all", other),
+                          ("random half 1 of the rows", f"{quote_name(HALF_COLUMN)} == 0", method),
+                          ("random half 2 of the rows", f"{quote_name(HALF_COLUMN)} == 1", method)):
+        sess.select(expr)
+        res = sess.call("cluster", columns=columns, method=m if m != "auto" else "gmm",
+                        k=int(k) if isinstance(k, int) and k >= 2 and m != "hdbscan" else None)
+        found = [f for f in res.findings if f.get("kind") == "group"] if res.ok else []
+        entry = {"check": name, "evidence": res.id, "outcome": "passed" if found else "failed"}
+        if found:
+            entry["stability"] = (found[0].get("stats") or {}).get("stability")
+        elif not res.ok:
+            entry.update({"outcome": "uninformative", "why": "the tool call failed (see the evidence)"})
+        checks.append(entry)
+    sess.select("all")
+    informative = [c for c in checks if c["outcome"] != "uninformative"]
+    failed = [c for c in informative if c["outcome"] == "failed"]
+    if not informative:
+        return {"label": "untested", "checks": checks, "why": "no refit could be made"}
+    if failed:
+        return {"label": "fragile", "checks": checks, "why": "no stable groups in " + "; ".join(c["check"] for c in failed)}
+    return {"label": "robust", "checks": checks, "why": f"stable groups in all {len(informative)} refits"}
+
+
+def follow_up(run_dir: Path, findings: list[dict], workdir: Path, seed: int = 0, min_level_rows: int = 20) -> dict[str, dict]:
+    """Re-test ``findings`` of one run; returns {finding id: {label, checks, why}}."""
+    if not findings:
+        return {}
+    sess = Session(run_dir, workdir, seed=seed)
+    out: dict[str, dict] = {}
+    try:
+        for f in findings:
+            if f.get("kind") == "trend":
+                out[f["id"]] = follow_up_trend(sess, f, min_level_rows)
+            elif f.get("kind") == "group":
+                out[f["id"]] = follow_up_group(sess, f)
+            else:
+                out[f["id"]] = {"label": "untested", "checks": [], "why": f"no follow-up for {f.get('kind')} findings"}
+    finally:
+        sess.runner.close()
+    return out
