@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from serendip.agent.goal import GoalIntent, parse_goal
+from serendip.agent.knowledge.autopilot_step import control_known_relations
 from serendip.agent.outcome import RunOutcome
 from serendip.tools.loading.roles import looks_like_id_name
 from serendip.tools.result import ToolResult
@@ -124,7 +125,7 @@ class Autopilot:
         elif len(focus) == 1 and len(columns) >= 2:
             self.call("correlate", columns=columns, target=focus[0])
         if len(columns) >= 2:
-            self.call("correlate", columns=columns)
+            control_known_relations(self, self.call("correlate", columns=columns), columns)
 
         groups = self.wants("groups") and self.n_rows >= 20
         if groups and raw:

@@ -25,6 +25,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tool-time-limit", type=float, default=600.0, help="wall-clock limit of one tool call in seconds")
     p.add_argument("--memory-limit", type=int, default=8192, help="memory cap of the tool worker in MB")
     p.add_argument("--quiet", action="store_true", help="print only the result line")
+    p.add_argument("--memory", default=None, metavar="DIR",
+                   help="knowledge store: your known results and earlier runs' findings (default: $SERENDIP_MEMORY "
+                        "or the user data directory; 'none' = shipped known results only, nothing remembered)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("bench", help="time every tool on synthetic tables (serendip bench --help)")
     sub.add_parser("eval", help="score the agent against known results (serendip eval --help)")
+    sub.add_parser("known", help="list, add or remove known results (serendip known --help)")
     return parser
 
 
@@ -85,7 +89,7 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
     cfg = ExploreConfig(table=table, goal=goal, out=out, model=mcfg.model, base_url=mcfg.base_url,
                         api_key=mcfg.api_key, seed=seed, max_steps=args.max_steps, time_limit=args.time_limit,
                         tool_time_limit=args.tool_time_limit, memory_limit_mb=args.memory_limit,
-                        thresholds=Thresholds())
+                        thresholds=Thresholds(), memory=memory_dir(args.memory))
     progress = Progress(quiet=args.quiet)
     try:
         with progress:
@@ -102,6 +106,17 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
     return fail(f"run ended with status {outcome.status}: {outcome.reason}. Resume with "
                 f"--resume {out_dir}" if outcome.status in ("interrupted", "time_limit", "step_limit", "token_limit")
                 else f"run ended with status {outcome.status}: {outcome.reason}", EXIT_RUN_INCOMPLETE)
+
+
+def memory_dir(flag: str | None) -> str | None:
+    """The knowledge store folder of a run: the flag, else the default; None for 'none'."""
+    if flag is not None and flag.strip().lower() in ("none", "off", ""):
+        return None
+    if flag:
+        return flag
+    from serendip.agent.knowledge.store import default_memory_dir
+
+    return str(default_memory_dir())
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -132,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         from serendip.evals.runner import main as eval_main
 
         return eval_main(argv[1:])
+    if argv[:1] == ["known"]:
+        from serendip.agent.knowledge.cli_known import main as known_main
+
+        return known_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from serendip.agent.dispatch import Dispatcher
+from serendip.agent.knowledge.run_hook import KnowledgeOpenError, apply_novelty, open_knowledge
 from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.progress import Progress
@@ -48,6 +49,8 @@ class ExploreConfig:
         memory_limit_mb: Memory cap of the tool worker.
         in_process: Run tools in this process instead of the sandbox worker (tests only).
         thresholds: Reporting thresholds.
+        memory: Folder of the knowledge store (results you added, findings of earlier runs); None = the
+            shipped known results only, nothing remembered.
     """
 
     table: str
@@ -64,6 +67,7 @@ class ExploreConfig:
     memory_limit_mb: int = 8192
     in_process: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
+    memory: str | None = None
 
     def public(self) -> dict:
         """The configuration as written to run.json (no secrets)."""
@@ -163,6 +167,7 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
 
     runner = make_runner(cfg, out, table_path)
     outcome = RunOutcome(status="error", reason="the run did not start")
+    knowledge = None
     dataset: dict = {"path": str(table_path), "n_rows": 0, "n_columns": 0, "columns": [], "warnings": []}
     try:
         progress.step(f"loading {table_path.name}")
@@ -174,6 +179,10 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
         run_info["input_sha256"] = dataset.get("sha256", "")
         progress.done(f"loaded {dataset['n_rows']} rows × {dataset['n_columns']} columns")
         dispatcher = Dispatcher(runner, ledger, transcript, stored)
+        try:
+            knowledge = dispatcher.knowledge = open_knowledge(cfg.memory).bind(dataset, cfg.goal)
+        except KnowledgeOpenError as exc:
+            raise RunSetupError(str(exc)) from None
         try:
             if cfg.model == "autopilot":
                 from serendip.agent.autopilot import Autopilot
@@ -196,15 +205,17 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
                              steps=len(ledger.results))
     finally:
         runner.close()
-    write_outputs(out, cfg, dataset, ledger, outcome, run_info, started, transcript)
+    write_outputs(out, cfg, dataset, ledger, outcome, run_info, started, transcript, knowledge)
     return outcome, out
 
 
 def write_outputs(out: Path, cfg: ExploreConfig, dataset: dict, ledger: Ledger, outcome: RunOutcome,
-                  run_info: dict, started: float, transcript: Transcript) -> None:
+                  run_info: dict, started: float, transcript: Transcript, knowledge=None) -> None:
     """Write findings.json, rows.csv, report.md, report.html and the final run.json."""
     findings = ledger.final_findings(only_recorded=cfg.model != "autopilot" and outcome.status != "error"
                                      and any(c.status == "recorded" for c in ledger.candidates.values()))
+    findings, novelty_notes = apply_novelty(findings, knowledge, dataset, cfg.goal, out)
+    outcome.notes.extend(novelty_notes)
     run_info.update({"exit_status": outcome.status, "reason": outcome.reason, "steps": outcome.steps,
                      "tokens": outcome.tokens, "wall_time_s": round(time.time() - started, 2),
                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
