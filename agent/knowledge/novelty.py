@@ -96,8 +96,8 @@ class Knowledge:
 
     @classmethod
     def open(cls, memory: str | Path | None) -> "Knowledge":
-        """The pack only when ``memory`` is None; else the store in that folder."""
-        if memory is None:
+        """The pack only when ``memory`` is None or empty; else the store in that folder."""
+        if memory is None or not str(memory).strip():
             return cls()
         from serendip.agent.knowledge.store import KnowledgeStore
 

@@ -22,7 +22,7 @@ def open_knowledge(memory: str | Path | None) -> Knowledge:
     """
     from serendip.agent.knowledge.store import StoreError
 
-    if memory is not None and Path(memory).expanduser().exists() and not Path(memory).expanduser().is_dir():
+    if memory and Path(memory).expanduser().exists() and not Path(memory).expanduser().is_dir():
         raise KnowledgeOpenError(f"--memory {memory} is a file, not a folder")
     try:
         return Knowledge.open(memory)
