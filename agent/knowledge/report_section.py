@@ -28,9 +28,11 @@ def known_sections(findings: list[dict]) -> list[str]:
             k = (f.get("novelty_detail") or {}).get("known") or {}
             cols = ", ".join(f"`{escape_md(c)}` = {escape_md(q).replace('_', ' ')}"
                              for c, q in (k.get("quantities") or {}).items())
+            how = [f"expected {_sign(k.get('expected_sign'))}"] if f.get("kind") == "trend" else []
+            how += [cols] if cols else []
             out.append(f"- **{f['id']}** ({f['kind']}, score {fmt(f.get('score'))}): {escape_md(f.get('title', ''))} "
-                       f"— recovers *{escape_md(k.get('name', ''))}* (expected {_sign(k.get('expected_sign'))}"
-                       f"{'; ' + cols if cols else ''}). {escape_md(k.get('citation', ''))}.")
+                       f"— recovers *{escape_md(k.get('name', ''))}*{' (' + '; '.join(how) + ')' if how else ''}. "
+                       f"{escape_md(k.get('citation', ''))}.")
     else:
         out.append("- None of the findings matches a known result of the pack or of your own list.")
     out.append("")
