@@ -109,9 +109,28 @@ def finish(session, summary: Annotated[str, Field(min_length=1)]) -> AgentReply:
                       finished=True, summary=summary.strip())
 
 
+def lookup_known(session, columns: Annotated[list[str], Field(min_length=1, max_length=20)]) -> AgentReply:
+    """Look up well-established results (with citations) that involve these columns.
+
+    Use it before calling a relation or grouping new: a finding that recovers a known result (the
+    star-forming main sequence, the BPT branches, the exoplanet mass-radius relation ...) is labelled
+    known in the report. When a known relation is strong, control for it (residualize on its
+    'control_for' column) and explore the residuals.
+
+    Args:
+        columns: Column names of the table (derived names such as log10_x or resid_y_vs_x are understood).
+    """
+    from serendip.agent.knowledge.lookup import known_for_columns
+    from serendip.agent.knowledge.novelty import Knowledge, TableContext
+
+    knowledge = getattr(session, "knowledge", None) or Knowledge()
+    ctx = knowledge.ctx or TableContext(columns=list(columns))
+    return AgentReply(content=dumps(to_jsonable(known_for_columns(knowledge, ctx, list(columns)))))
+
+
 AGENT_TOOLS: dict[str, ToolSpec] = {name: build_spec(func, name) for name, func in
                                     (("record_finding", record_finding), ("dismiss_finding", dismiss_finding),
-                                     ("finish", finish))}
+                                     ("lookup_known", lookup_known), ("finish", finish))}
 
 
 def agent_tool_schemas() -> list[dict]:

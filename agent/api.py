@@ -290,7 +290,7 @@ class Run:
 
 def explore(table: Any, goal: str = "", *, out: str | Path | None = None, model: str | None = None,
             settings: Settings | None = None, progress=None, resume: bool = False, chat_model=None,
-            in_process: bool = False, name: str | None = None, force: bool = False,
+            in_process: bool = False, name: str | None = None, force: bool = False, memory: str | None = None,
             **settings_values: Any) -> Run:
     """Explore ``table`` and write the report: the same run as ``serendip explore``.
 
@@ -306,6 +306,8 @@ def explore(table: Any, goal: str = "", *, out: str | Path | None = None, model:
         in_process: Run tools in this process instead of the sandbox worker.
         name: File stem used when an in-memory table is written into the run folder.
         force: On resume, start the folder over when the input table changed since the run started.
+        memory: Folder of the knowledge store (your known results, earlier runs' findings); None = the
+            shipped known results only, nothing remembered.
         **settings_values: Limits and other settings (``max_steps=``, ``time_limit=``, ``seed=``,
             ``base_url=`` ...).
 
@@ -322,6 +324,7 @@ def explore(table: Any, goal: str = "", *, out: str | Path | None = None, model:
     label = name or (Path(table).stem if isinstance(table, (str, Path)) else "table")
     out_dir = Path(out) if out else default_out_dir(label)
     path = table_file(table, out_dir / INPUT_DIR, label)
-    cfg = ExploreConfig(table=str(path), goal=goal, out=str(out_dir), in_process=in_process, settings=settings)
+    cfg = ExploreConfig(table=str(path), goal=goal, out=str(out_dir), in_process=in_process, settings=settings,
+                        memory=memory)
     outcome, out_dir = _explore(cfg, progress=progress, resume=resume, chat_model=chat_model, force=force)
     return Run(out_dir, outcome)

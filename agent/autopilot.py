@@ -13,6 +13,7 @@ import numpy as np
 
 from serendip.agent.budget import Budget, Stop
 from serendip.agent.goal import GoalIntent, parse_goal
+from serendip.agent.knowledge.autopilot_step import control_known_relations
 from serendip.agent.outcome import RunOutcome
 from serendip.tools.contracts import DerivingSummary, EmbeddingSummary, PcaSummary, read_summary
 from serendip.tools.loading.roles import looks_like_id_name
@@ -117,7 +118,7 @@ class Autopilot:
         elif len(focus) == 1 and len(columns) >= 2:
             self.call("correlate", columns=columns, target=focus[0])
         if len(columns) >= 2:
-            self.call("correlate", columns=columns)
+            control_known_relations(self, self.call("correlate", columns=columns), columns)
 
         groups = self.wants("groups") and self.n_rows >= 20
         if groups and raw:

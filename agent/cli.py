@@ -26,6 +26,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp, ...)")
     _add_setting_options(p)
     p.add_argument("--quiet", action="store_true", help="print only the result line")
+    p.add_argument("--memory", default=None, metavar="DIR",
+                   help="knowledge store: your known results and earlier runs' findings (default: $SERENDIP_MEMORY "
+                        "or the user data directory; 'none' = shipped known results only, nothing remembered)")
 
 
 SETTING_FLAGS = {
@@ -91,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("bench", help="time every tool on synthetic tables (serendip bench --help)")
     sub.add_parser("eval", help="score the agent against known results (serendip eval --help)")
+    sub.add_parser("known", help="list, add or remove known results (serendip known --help)")
     return parser
 
 
@@ -131,7 +135,7 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
     try:
         with progress:
             run = explore(table, goal=goal, out=out or None, settings=settings, progress=progress, resume=resume,
-                          force=getattr(args, "force", False))
+                          force=getattr(args, "force", False), memory=memory_dir(args.memory))
     except RunSetupError as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
@@ -145,6 +149,17 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
     return fail(f"run ended with status {outcome.status}: {outcome.reason}. Resume with "
                 f"--resume {out_dir}" if outcome.status in ("interrupted", "time_limit", "step_limit", "token_limit")
                 else f"run ended with status {outcome.status}: {outcome.reason}", EXIT_RUN_INCOMPLETE)
+
+
+def memory_dir(flag: str | None) -> str | None:
+    """The knowledge store folder of a run: the flag, else the default; None for 'none'."""
+    if flag is not None and flag.strip().lower() in ("none", "off", ""):
+        return None
+    if flag:
+        return flag
+    from serendip.agent.knowledge.store import default_memory_dir
+
+    return str(default_memory_dir())
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -190,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         from serendip.evals.runner import main as eval_main
 
         return eval_main(argv[1:])
+    if argv[:1] == ["known"]:
+        from serendip.agent.knowledge.cli_known import main as known_main
+
+        return known_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from serendip.agent.dispatch import Dispatcher
+from serendip.agent.knowledge.run_hook import KnowledgeOpenError, apply_novelty, open_knowledge
 from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.progress import Progress
@@ -40,6 +41,8 @@ class ExploreConfig:
         goal: The user's goal in plain language.
         out: Output folder (a new one named after the table and the time when empty).
         in_process: Run tools in this process instead of the sandbox worker (tests only).
+        memory: Folder of the knowledge store (results you added, findings of earlier runs); None = the
+            shipped known results only, nothing remembered.
         settings: Model, limits, seed and thresholds (default: :meth:`Settings.defaults`, no environment).
         **overrides: Settings fields to change (``model=``, ``max_steps=``, ...); ``thresholds=`` takes a
             :class:`~serendip.tools.thresholds.Thresholds`.
@@ -48,11 +51,12 @@ class ExploreConfig:
     """
 
     def __init__(self, table: str, goal: str = "", out: str = "", in_process: bool = False,
-                 settings: Settings | None = None, **overrides) -> None:
+                 settings: Settings | None = None, memory: str | None = None, **overrides) -> None:
         self.table = str(table)
         self.goal = goal or ""
         self.out = str(out or "")
         self.in_process = bool(in_process)
+        self.memory = str(memory) if memory else None
         thresholds = overrides.pop("thresholds", None)
         if thresholds is not None:
             overrides.update(q_max=thresholds.q_max, min_effect=thresholds.min_effect,
@@ -74,7 +78,7 @@ class ExploreConfig:
     def public(self) -> dict:
         """The configuration as written to run.json (no secrets)."""
         data = {"table": self.table, "goal": self.goal, "out": self.out, "in_process": self.in_process,
-                **self.settings.public()}
+                "memory": self.memory, **self.settings.public()}
         data.pop("api_key", None)
         data.pop("api_key_env", None)
         return data
@@ -249,6 +253,7 @@ def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: P
     runner.deadline = time.monotonic() + cfg.time_limit  # no tool call may outlive the run's time limit
     outcome = RunOutcome(status="error", reason="the run did not start")
     dispatcher = None
+    knowledge = None
     dataset: dict = {"path": str(table_path), "n_rows": 0, "n_columns": 0, "columns": [], "warnings": []}
     try:
         progress.step(f"loading {table_path.name}")
@@ -260,6 +265,10 @@ def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: P
         run_info["input_sha256"] = dataset.get("sha256", "")
         progress.done(f"loaded {dataset['n_rows']} rows × {dataset['n_columns']} columns")
         dispatcher = Dispatcher(runner, ledger, transcript, stored)
+        try:
+            knowledge = dispatcher.knowledge = open_knowledge(cfg.memory).bind(dataset, cfg.goal)
+        except KnowledgeOpenError as exc:
+            raise RunSetupError(str(exc)) from None
         try:
             if cfg.model == "autopilot":
                 from serendip.agent.autopilot import Autopilot
@@ -282,15 +291,17 @@ def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: P
                              steps=dispatcher.last_step if dispatcher is not None else 0)
     finally:
         runner.close()
-    write_outputs(out, cfg, dataset, ledger, outcome, run_info, started, transcript)
+    write_outputs(out, cfg, dataset, ledger, outcome, run_info, started, transcript, knowledge)
     return outcome, out
 
 
 def write_outputs(out: Path, cfg: ExploreConfig, dataset: dict, ledger: Ledger, outcome: RunOutcome,
-                  run_info: dict, started: float, transcript: Transcript) -> None:
+                  run_info: dict, started: float, transcript: Transcript, knowledge=None) -> None:
     """Write findings.json, rows.csv, report.md, report.html and the final run.json."""
     findings = ledger.final_findings(only_recorded=cfg.model != "autopilot" and outcome.status != "error"
                                      and any(c.status == "recorded" for c in ledger.candidates.values()))
+    findings, novelty_notes = apply_novelty(findings, knowledge, dataset, cfg.goal, out)
+    outcome.notes.extend(novelty_notes)
     run_info.update({"exit_status": outcome.status, "reason": outcome.reason, "steps": outcome.steps,
                      "tokens": outcome.tokens, "wall_time_s": round(time.time() - started, 2),
                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,7 +1,9 @@
-"""The human report in markdown: headline candidates first, then the evidence and its provenance."""
+"""The human report in markdown: candidate new findings first, then recovered known results, the evidence and
+its provenance."""
 
 from __future__ import annotations
 
+from serendip.agent.knowledge.report_section import candidate_findings, known_sections
 from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.report import KIND_TITLES, code, finding_block, fmt
@@ -41,17 +43,22 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
     if outcome.summary:
         out += ["## Summary", "", escape_md(outcome.summary), ""]
 
-    out += ["## Headline candidates", ""]
-    if findings:
-        for f in findings[:8]:
+    out += ["## Candidate new findings", ""]
+    new = candidate_findings(findings)
+    if new:
+        for f in new[:8]:
             out.append(f"- **{escape_md(f['id'])}** ({escape_md(f['kind'])}, score {fmt(f['score'])}): "
                        f"{escape_md(f['title'])}")
         out.append("")
+    elif findings:
+        out += ["Every finding recovers a known result or repeats an earlier run (see below): nothing new.", ""]
     else:
         out += ["No candidate passed the significance, effect-size and stability thresholds "
                 f"(q ≤ {ledger.thresholds.q_max}, |effect| ≥ {ledger.thresholds.min_effect}, "
                 f"stability ≥ {ledger.thresholds.min_stability}). That is a result too: the table shows no "
                 "structure these tools can support.", ""]
+
+    out += known_sections(findings)
 
     out += ["## What was understood and done", ""]
     for note in outcome.notes:

@@ -3,7 +3,8 @@
 A case names its table (a synthetic generator with arguments, or a file under the shared datasets
 folder, optionally reduced by a named preparer), the goal given to the explorer, and what is known:
 
-- ``[[trends]]``: column pairs with the sign of their monotonic relation (and what they are controlled for);
+- ``[[trends]]``: column pairs with the sign of their monotonic relation (and what they are controlled for;
+  ``known = true`` when it is a literature result that the findings must label ``known``);
 - ``[[groups]]``: a truth label per row, from the generator's truth (``truth = "groups"``) or a named rule
   in :mod:`serendip.evals.real_tables` (``rule = "sdss_sf_vs_agn"``); scored by adjusted Rand index, or by
   the F1 of one target class (``metric = "target_f1"``);
@@ -63,6 +64,8 @@ class TableSpec(_Spec):
 class TrendSpec(_Spec):
     """A monotonic relation between two columns.
 
+    ``known``: a result of the literature, so the findings that recover it must be labelled
+    ``novelty = "known"`` (checked on the plain variant only: anonymised names hide what a column measures).
     ``controls``: ``[]`` = only an uncontrolled finding counts; a list = the finding must control for
     exactly those columns; ``"any"`` = controlled or not.
     """
@@ -71,6 +74,7 @@ class TrendSpec(_Spec):
     sign: Literal[-1, 1]
     controls: list[str] | Literal["any"] = Field(default_factory=list)
     required: bool = True
+    known: bool = False
 
     @field_validator("columns")
     @classmethod

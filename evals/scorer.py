@@ -29,6 +29,8 @@ How each check is computed:
 - **Outliers**: precision, recall and F1 of the rows flagged 1 in a finding's labels column against the
   truth rows; the finding with the best F1 counts.
 - **Data quality**: the fraction of expected columns named (as base columns) by some data_quality finding.
+- **Known results**: every finding that recovers a trend the case marks ``known`` (a literature result) must
+  carry ``novelty = "known"``; checked when at least one such trend was found.
 - The run must have ended ``completed`` when findings.json states its exit status.
 """
 
@@ -359,6 +361,10 @@ def score_output(output: Output, truth: Truth) -> dict:
                              "; ".join(f"{r['trend']}: {', '.join(r['wrong_sign'])}" for r in required_trends
                                        if r["wrong_sign"])))
 
+    known_check = known_labels_check(findings, truth, trend_rows)
+    if known_check is not None:
+        checks.append(known_check)
+
     if truth.null_table or truth.negative_controls:
         fd = false_discoveries(findings, claims, truth)
         metrics["false_discoveries"] = len(fd)
@@ -420,6 +426,22 @@ def score_output(output: Output, truth: Truth) -> dict:
     return {"case": truth.case, "variant": truth.variant, "status": "pass" if passed else "fail", "passed": passed,
             "exit_status": status, "n_findings": {k: len(v) for k, v in by_kind.items()},
             "metrics": metrics, "checks": checks, "warnings": warnings}
+
+
+def known_labels_check(findings: list[dict], truth: Truth, trend_rows: list[dict]) -> dict | None:
+    """Literature trends that were found must be labelled ``known`` by every finding that recovers them.
+
+    None when the truth marks no trend as known, or none of them was found (recall checks that).
+    """
+    rows = [r for t, r in zip(truth.trends, trend_rows) if t.known and r["found"]]
+    if not rows:
+        return None
+    novelty = {str(f.get("id")): f.get("novelty") for f in findings}
+    wrong = [f"{r['trend']}: {i} is {novelty.get(i)!r}" for r in rows for i in r["findings"]
+             if novelty.get(i) != "known"]
+    labelled = sum(all(novelty.get(i) == "known" for i in r["findings"]) for r in rows)
+    return _check("known results labelled known", "novelty", labelled / len(rows), 1.0, ">=", True,
+                  "; ".join(wrong) if wrong else f"{labelled} found literature trend(s), all labelled known")
 
 
 def false_discoveries(findings: list[dict], claims: list[TrendClaim], truth: Truth) -> list[str]:

@@ -28,6 +28,7 @@ class TrendTruth:
     sign: int
     controls: tuple[str, ...] | str = ()
     required: bool = True
+    known: bool = False
 
     def label(self) -> str:
         """Short description, e.g. ``a ~ b (+)``."""
@@ -103,8 +104,11 @@ class Truth:
             raise ValueError("the permutation must reorder every row exactly once")
         inverse = np.empty_like(permutation)
         inverse[permutation] = np.arange(len(permutation))
+        # Anonymised names hide what a column measures: a literature result cannot be recognised there.
+        hidden = (variant or self.variant) == "anonymised"
         trends = [replace(t, columns=(col(t.columns[0]), col(t.columns[1])),
-                          controls=t.controls if t.controls == "any" else tuple(col(c) for c in t.controls))
+                          controls=t.controls if t.controls == "any" else tuple(col(c) for c in t.controls),
+                          known=t.known and not hidden)
                   for t in self.trends]
         groups = [replace(g, labels=np.asarray(g.labels)[permutation]) for g in self.groups]
         outliers = [replace(o, rows=np.sort(inverse[np.asarray(o.rows, dtype=int)])) for o in self.outliers]
@@ -122,7 +126,8 @@ class Truth:
         return {
             "case": self.case, "variant": self.variant, "n_rows": self.n_rows, "columns": self.columns,
             "trends": [{"columns": list(t.columns), "sign": t.sign,
-                        "controls": t.controls if t.controls == "any" else list(t.controls), "required": t.required}
+                        "controls": t.controls if t.controls == "any" else list(t.controls), "required": t.required,
+                        "known": t.known}
                        for t in self.trends],
             "groups": [{"name": g.name, "labels": np.asarray(g.labels).astype(int).tolist(), "metric": g.metric,
                         "target": g.target, "threshold": g.threshold, "required": g.required} for g in self.groups],
@@ -141,7 +146,8 @@ class Truth:
             case=d["case"], variant=d.get("variant", "plain"), n_rows=int(d["n_rows"]), columns=list(d["columns"]),
             trends=[TrendTruth(columns=tuple(t["columns"]), sign=int(t["sign"]),
                                controls=t["controls"] if t["controls"] == "any" else tuple(t["controls"]),
-                               required=bool(t["required"])) for t in d.get("trends", [])],
+                               required=bool(t["required"]), known=bool(t.get("known", False)))
+                    for t in d.get("trends", [])],
             groups=[GroupTruth(name=g["name"], labels=np.asarray(g["labels"], dtype=int), metric=g["metric"],
                                target=g["target"], threshold=float(g["threshold"]), required=bool(g["required"]))
                     for g in d.get("groups", [])],
@@ -241,7 +247,7 @@ def build_truth(case: Case, frame: pd.DataFrame, gen_truth: dict) -> Truth:
         check_columns(list(t.columns) + ([] if t.controls == "any" else list(t.controls)), f"trend {t.label()}")
         trends.append(TrendTruth(columns=tuple(t.columns), sign=int(t.sign),
                                  controls=t.controls if t.controls == "any" else tuple(t.controls),
-                                 required=t.required))
+                                 required=t.required, known=t.known))
     groups = []
     for g in case.groups:
         labels = (truth_value(g.truth, f"group {g.name!r}") if g.truth is not None

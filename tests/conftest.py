@@ -9,6 +9,8 @@ from pathlib import Path
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="serendip-mpl-"))
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "serendip-numba-cache"))
 os.environ.setdefault("TTY_INTERACTIVE", "0")
+# Runs started through the CLI remember findings: never in the user's own store during tests.
+os.environ["SERENDIP_MEMORY"] = tempfile.mkdtemp(prefix="serendip-memory-")
 for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SERENDIP_MODEL", "SERENDIP_BASE_URL"):
     os.environ.pop(_var, None)
 

@@ -309,3 +309,21 @@ def test_truth_json_round_trip(tmp_path):
     truth.thresholds = ThresholdSpec(q_max=0.01)
     truth.save(tmp_path / "truth.json")
     assert Truth.load(tmp_path / "truth.json").to_json() == truth.to_json()
+
+
+# ---------------------------------------------------------------------- known results
+def test_found_literature_trends_must_be_labelled_known(tmp_path):
+    truth = Truth(case="t", n_rows=10, columns=["mstar", "sfr", "x", "y"],
+                  trends=[TrendTruth(("mstar", "sfr"), 1, known=True), TrendTruth(("x", "y"), 1)])
+    good = score(write_output(tmp_path / "good", [{**trend("mstar", "sfr", 1), "novelty": "known"},
+                                                  trend("x", "y", 1)]), truth)
+    assert check(good, "known results labelled known")["passed"] and good["passed"]
+    bad = score(write_output(tmp_path / "bad", [trend("mstar", "sfr", 1), trend("x", "y", 1)]), truth)
+    c = check(bad, "known results labelled known")
+    assert not c["passed"] and "F1 is 'candidate'" in c["detail"] and not bad["passed"]
+    # not found: recall fails, the label check does not apply; anonymised truths never expect labels
+    missing = score(write_output(tmp_path / "missing", [trend("x", "y", 1)]), truth)
+    assert all(c["name"] != "known results labelled known" for c in missing["checks"])
+    assert not any(t.known for t in Truth.from_json(truth.to_json()).remapped(
+        {"mstar": "c1", "sfr": "c2", "x": "c3", "y": "c4"}, None, "anonymised").trends)
+    assert Truth.from_json(truth.to_json()).trends[0].known

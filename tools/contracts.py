@@ -18,7 +18,7 @@ FINDINGS_SCHEMA = "serendip.findings/1"
 STAT_CONTROL_KEYS = ("controls", "control", "within", "group_by", "by")
 """Keys of a finding's statistics that name columns it controls for."""
 FindingKind = Literal["trend", "group", "outlier", "data_quality"]
-Novelty = Literal["candidate", "known", "systematic"]
+Novelty = Literal["candidate", "known", "seen", "systematic"]
 
 
 class ContractError(ValueError):
@@ -115,7 +115,9 @@ class Finding(BaseModel):
         labels: The rows.csv column holding its per-row labels (groups, outliers).
         evidence: Ids of the tool results it rests on.
         figures: Figure paths relative to the run folder.
-        novelty: candidate, known or systematic.
+        novelty: candidate (maybe new), known (matches a published result: see ``novelty_detail``), seen (found
+            by an earlier run) or systematic.
+        novelty_detail: The match behind the label (known result and citation, or the earlier run).
         score: Rank score in 0-1.
         interpretation: The model's interpretation, when it recorded one.
     """
@@ -134,6 +136,7 @@ class Finding(BaseModel):
     evidence: list[str] = Field(default_factory=list)
     figures: list[str] = Field(default_factory=list)
     novelty: Novelty = "candidate"
+    novelty_detail: dict[str, Any] | None = None
     score: float | None = None
     interpretation: str | None = None
 
