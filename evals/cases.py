@@ -45,6 +45,8 @@ class TableSpec(_Spec):
     args: dict[str, int | float | str | bool] = Field(default_factory=dict)
     file: str | None = None
     prepare: str | None = None
+    drop: list[str] = Field(default_factory=list)
+    """Columns removed before exploring, after the truth rules have read them (published labels)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> "TableSpec":
