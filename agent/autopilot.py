@@ -56,6 +56,7 @@ class Autopilot:
         self.roles = {c["name"]: c["role"] for c in dataset.get("columns", [])}
         self.kinds = {c["name"]: c.get("kind") for c in dataset.get("columns", [])}
         self.photometric: list[str] = []
+        self.profile_info: dict[str, dict] = {}
         self.long_colour: str | None = None
         self.intent: GoalIntent = parse_goal(cfg.goal or "", list(self.roles))
         self.log_names: dict[str, str] = {}
@@ -198,6 +199,7 @@ class Autopilot:
         """Numeric columns worth analysing (focus first), and those among them with few distinct values."""
         numeric = [c for c, r in self.roles.items() if r == "numeric"]
         info = {c["name"]: c for c in iter_profile_columns(profile_data(profile)) if c.get("name")}
+        self.profile_info = info
         self.missing_fraction = {n: float(p.get("missing") or 0.0) for n, p in info.items()}
         bad, discrete = [], []
         errors = [c for c in numeric if UNCERTAINTY.search(c) and c not in self.intent.focus]
@@ -259,8 +261,14 @@ class Autopilot:
                 for c in self.dataset.get("columns", []) if c["name"] in set(columns) or
                 (c.get("role") == "numeric" and self.kinds.get(c["name"]) is None)]
         bands = dv.magnitude_bands([i for i in info if i["name"] in set(columns)])
+        by_content = False
+        if len(bands) < 2:
+            found = self.photometry_by_content(columns)
+            if found:
+                bands, by_content = found, True
         plans = dv.plan_colours(bands, info) if len(bands) >= 2 else []
-        reference = dv.reference_magnitude(bands) if bands else None
+        reference = dv.reference_magnitude(bands) if bands and not by_content else (
+            list(bands.values())[len(bands) // 2] if bands else None)
         if reference is None:
             mags = [c for c in columns if self.kinds.get(c) == "magnitude"]
             reference = mags[0] if len(mags) == 1 else None
@@ -296,6 +304,45 @@ class Autopilot:
                       + (f" and {keep_ref}" if keep_ref else "") + " rather than on their own.")
         out = [c for c in columns if c not in replaced]
         return out + [n for n in made if n not in out]
+
+    def photometry_by_content(self, columns: list[str]) -> dict[str, str]:
+        """Magnitudes recognised from their values when their names say nothing: three or more columns on
+        the magnitude scale (medians 8–30, spreads of tenths to a few magnitudes, medians within 6 mag of
+        each other) that all correlate strongly (|Spearman| ≥ 0.6). Ordered from the faintest median to the
+        brightest, which for stars and galaxies runs from the blue bands to the red ones.
+        """
+        candidates = []
+        for c in columns:
+            p = self.profile_info.get(c) or {}
+            med, iqr = p.get("median"), p.get("iqr")
+            if self.kinds.get(c) is None and med is not None and iqr is not None and 8 <= med <= 30 \
+                    and 0.2 <= iqr <= 5:
+                candidates.append(c)
+        if len(candidates) < 3:
+            return {}
+        res = self.call("correlate", columns=candidates[:12])
+        if not res.ok:
+            return {}
+        strong: dict[str, set[str]] = {c: set() for c in candidates}
+        for pair in res.summary.get("top_pairs") or []:
+            x, y, eff = pair.get("x"), pair.get("y"), pair.get("effect")
+            if x in strong and y in strong and eff is not None and abs(eff) >= 0.6:
+                strong[x].add(y)
+                strong[y].add(x)
+        chosen: list[str] = []
+        for c in sorted(candidates, key=lambda c: -len(strong[c])):
+            if all(c in strong[o] for o in chosen):
+                chosen.append(c)
+        medians = {c: float(self.profile_info[c]["median"]) for c in chosen}
+        if len(chosen) < 3 or max(medians.values()) - min(medians.values()) > 6:
+            return {}
+        ordered = sorted(chosen, key=lambda c: -medians[c])
+        self.note(f"Understood {', '.join(ordered)} as magnitudes in several bands from their values (magnitude "
+                  f"scale, strongly correlated; evidence {res.id}); ordered from faintest to brightest median, taken "
+                  "as blue to red.")
+        for c in ordered:
+            self.kinds[c] = "magnitude"
+        return {f"band{i + 1}": c for i, c in enumerate(ordered)}
 
     def search_subspaces(self, columns: list[str]) -> None:
         """Clumps in column pairs, then mixtures in the columns that carry structure: the informative subset,

@@ -55,8 +55,8 @@ def subspace(session, columns: list[str] | None = None,
     Use it when a group may live in a few columns of many (a star cluster in proper motions, a class in
     two colours): clustering all columns at once dilutes such groups. Columns are compared by the mutual
     information of their ranks; columns that depend on no other column are left out (and listed, so a
-    group search can drop them). The most dependent pairs are searched with HDBSCAN for clumps, in normal
-    scores of each column, and a clump counts only as an excess over the null that keeps each column's
+    group search can drop them). The most dependent pairs are searched with HDBSCAN for clumps (robustly
+    scaled columns), and a clump counts only as an excess over the null that keeps each column's
     distribution and the pair's rank correlation: found in one random half of the rows, tested in the
     other half (Poisson p-value, contrast = observed / expected rows in its region), with stability =
     agreement with the clump found independently in that half. Budgeted: at most max_pairs pairs are
@@ -100,10 +100,10 @@ def subspace(session, columns: list[str] | None = None,
         for value, a, b in searched:
             a, b = int(a), int(b)
             ok = np.isfinite(X[:, a]) & np.isfinite(X[:, b])
-            U = np.column_stack([ss.normal_scores(X[ok, a]), ss.normal_scores(X[ok, b])])
-            for c in ss.clumps_in_pair(U, session.rng(43 + 7 * a + 1009 * b), min_fraction):
+            V = X[ok][:, [a, b]]
+            for c in ss.clumps_in_pair(V, session.rng(43 + 7 * a + 1009 * b), min_fraction):
                 member = np.zeros(len(X), dtype=bool)
-                member[np.flatnonzero(ok)] = ss.in_region(U, c["region"])
+                member[np.flatnonzero(ok)] = ss.members(V, c)
                 c.update({"columns": [cols[a], cols[b]], "member": member, "mi": float(value)})
                 clumps.append(c)
                 tests.append([f"subspace:{cols[a]}:{cols[b]}", c["p_value"]])

@@ -100,24 +100,48 @@ def in_region(P: np.ndarray, region: tuple[np.ndarray, np.ndarray, float]) -> np
     return d2 <= r2
 
 
-def clumps_in_pair(U: np.ndarray, rng: np.random.Generator, min_fraction: float) -> list[dict]:
-    """Clumps in one pair of normal-score columns (rows with both values).
+def robust_scaled(V: np.ndarray) -> np.ndarray:
+    """Columns centred on the median and divided by the interquartile range (1 where it is 0)."""
+    q1, med, q3 = np.percentile(V, [25, 50, 75], axis=0)
+    iqr = np.where(q3 - q1 > 0, q3 - q1, 1.0)
+    return (V - med) / iqr
+
+
+def null_draws(V: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows from the null that keeps each column's distribution and the pair's rank correlation: a Gaussian
+    copula with the normal-score correlation, mapped back through each column's empirical quantiles."""
+    U = np.column_stack([normal_scores(V[:, 0]), normal_scores(V[:, 1])])
+    rho = float(np.corrcoef(U[:, 0], U[:, 1])[0, 1])
+    Z = rng.multivariate_normal(np.zeros(2), np.array([[1.0, rho], [rho, 1.0]]), size=size)
+    P = sps.norm.cdf(Z)
+    return np.column_stack([np.quantile(V[:, j], P[:, j]) for j in range(2)])
+
+
+def clumps_in_pair(V: np.ndarray, rng: np.random.Generator, min_fraction: float) -> list[dict]:
+    """Clumps in one pair of columns (rows with both values).
+
+    The search runs in the columns' own units (robustly scaled), where a clump is compact; the expected
+    count of a region comes from :func:`null_draws`.
 
     Args:
-        U: (n, 2) normal scores.
+        V: (n, 2) values.
         rng: Seeded generator (halves, null draws).
         min_fraction: Smallest clump as a fraction of the rows searched.
 
     Returns:
-        Per clump: ``region`` (ellipse), ``contrast`` (observed/expected in the held-out half),
-        ``p_value`` (Poisson, held-out half), ``stability`` (Jaccard in the held-out half), ``fraction``.
+        Per clump: ``region`` (ellipse in scaled units), ``scale`` (how to scale any rows of the pair),
+        ``contrast`` (observed/expected in the held-out half), ``p_value`` (Poisson, held-out half),
+        ``stability`` (Jaccard in the held-out half), ``fraction``.
     """
-    n = len(U)
+    n = len(V)
     if n < 100:
         return []
+    q1, med, q3 = np.percentile(V, [25, 50, 75], axis=0)
+    iqr = np.where(q3 - q1 > 0, q3 - q1, 1.0)
+    S = (V - med) / iqr
     perm = rng.permutation(n)
     half = n // 2
-    A, B = U[perm[:half]], U[perm[half:2 * half]]
+    A, B = S[perm[:half]], S[perm[half:2 * half]]
     if len(A) > SEARCH_ROWS:
         A = A[rng.choice(len(A), SEARCH_ROWS, replace=False)]
     if len(B) > SEARCH_ROWS:
@@ -127,9 +151,7 @@ def clumps_in_pair(U: np.ndarray, rng: np.random.Generator, min_fraction: float)
     found = [g for g in np.unique(lab_a) if g >= 0 and (lab_a == g).sum() <= MAX_CLUMP_FRACTION * len(A)]
     if not found:
         return []
-    rho = float(np.corrcoef(U[:, 0], U[:, 1])[0, 1])
-    cov = np.array([[1.0, rho], [rho, 1.0]])
-    null = rng.multivariate_normal(np.zeros(2), cov, size=NULL_DRAWS)
+    null = (null_draws(V, NULL_DRAWS, rng) - med) / iqr
     lab_b = HDBSCAN(min_cluster_size=max(15, int(round(min_fraction * len(B)))), min_samples=mcs // 2 or 1,
                     copy=True).fit_predict(B)
     out = []
@@ -148,6 +170,13 @@ def clumps_in_pair(U: np.ndarray, rng: np.random.Generator, min_fraction: float)
             union = int((m | inside_b).sum())
             if union:
                 jacc = max(jacc, float((m & inside_b).sum() / union))
-        out.append({"region": region, "contrast": float(contrast), "expected": expected, "observed": observed,
-                    "p_value": max(p, 1e-300), "stability": jacc, "fraction": observed / len(B)})
+        out.append({"region": region, "scale": (med, iqr), "contrast": float(contrast), "expected": expected,
+                    "observed": observed, "p_value": max(p, 1e-300), "stability": jacc,
+                    "fraction": observed / len(B)})
     return out
+
+
+def members(V: np.ndarray, clump: dict) -> np.ndarray:
+    """Rows of the pair (n, 2) inside a clump's region."""
+    med, iqr = clump["scale"]
+    return in_region((V - med) / iqr, clump["region"])
