@@ -1,5 +1,13 @@
-"""The ``cluster`` tool: find groups of rows, check that they are real (better than featureless data,
-reproducible under resampling), say what separates them, and whether they merely repeat a categorical."""
+"""The ``cluster`` tool: find groups of rows, check that they are real (better than featureless data, or
+overlapping populations that a test against one population supports; reproducible under resampling), say
+what separates them, and whether they merely repeat a categorical.
+
+Summary keys added for population tests: ``verdict`` may be ``overlapping``; ``separation_test`` (the dip
+test per neighbouring pair, ``min_ashman_d``, the combined ``p_value``, ``decided_by``), ``bootstrap_lr``
+(statistic, p-value, replicates; None when not run) and ``overlap`` (mixtures only). An overlapping group
+finding carries ``stats.overlapping = True``, ``stats.overlap``, ``stats.p_value`` (its run-wide
+``q_value`` is added by the ledger) and ``stats.separation_test``.
+"""
 
 from __future__ import annotations
 
@@ -215,8 +223,13 @@ def cluster(session, columns: list[str] | None = None,
 
     Use it to look for populations (classes of objects, branches, sub-samples). The number of groups is
     chosen automatically (silhouette for kmeans/agglomerative, BIC for gmm, density for hdbscan) unless
-    k is given. A grouping is reported as a finding only when it beats featureless reference data of the
-    same extent and is stable under resampling (mean adjusted Rand of refits on 80% subsamples); each
+    k is given. A grouping is reported as a finding when it beats featureless reference data of the
+    same extent and is stable under resampling (mean adjusted Rand of refits on 80% subsamples), or, for
+    overlapping populations (which never beat uniform noise), when it is stable and a test against one
+    population rejects it: Hartigan's dip test on the discriminant direction between neighbouring groups,
+    or a parametric bootstrap of the mixture likelihood ratio (k vs k-1, after a power transform) with
+    well-separated component means; such findings are labelled overlapping, with the overlap (expected
+    misclassification rate) and the p-value, which enters the run-wide FDR. Each
     group is described by its most distinctive features (Cohen's d vs the rest) and medians. Groups that
     coincide with a categorical column (field, instrument, survey) are flagged as a possible systematic.
     Large tables are fitted on a seeded sample and the other rows assigned to the fitted groups.
