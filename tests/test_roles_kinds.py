@@ -68,3 +68,10 @@ def test_absolute_magnitude_and_line_ratios():
                                  {"name": "h_beta_flux"}])
     assert [p.expression for p in lines] == ["log10(nii_6584_flux / h_alpha_flux)",
                                             "log10(oiii_5007_flux / h_beta_flux)"]
+
+
+def test_bare_letters_are_not_angles_without_their_partner():
+    values = np.array([-1.2, 0.3, 2.5])
+    assert column_kind("b", None, values, ["a", "b", "c"]) is None
+    assert column_kind("b", None, values, ["l", "b"]) == "angle"
+    assert column_kind("b", "deg", values, ["a", "b"]) == "angle"

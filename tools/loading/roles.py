@@ -131,6 +131,9 @@ def _leading_zeros(text: pd.Series) -> bool:
 _ANGLE_NAMES = re.compile(
     r"^(ra|dec|de|decl|raj2000|dej2000|decj2000|ra_?deg|dec_?deg|ra_?j2000|dec_?j2000|glon|glat|elon|elat|"
     r"l|b|gal_?l|gal_?b|lii|bii|alpha|delta|pa|posang|position_?angle|theta_?j2000|ra_?icrs|de_?icrs)$", re.I)
+_AMBIGUOUS_ANGLES = {"l": "b", "b": "l", "alpha": "delta", "delta": "alpha", "pa": "pa", "glon": "glat",
+                     "glat": "glon", "lii": "bii", "bii": "lii"}
+"""Short angle names that are often something else; each needs its partner column (or a unit)."""
 _ANGLE_UNITS = {"deg", "degree", "degrees", "rad", "radian", "radians", "arcdeg", "hourangle", "h", "hms", "dms"}
 _TIME_NAMES = re.compile(r"^(mjd|jd|hjd|bjd|rjd|epoch|time|date|t0|tmid|obs_?time|obs_?date|mjd_?obs|"
                          r"date_?obs|jd_?obs|hjd0|bjd0|mjd0|ref_?epoch)$", re.I)
@@ -181,9 +184,13 @@ def column_kind(name: str, unit: str | None, values: np.ndarray | None = None,
     if looks_like_id_name(name) and (values is None or integer):
         return "identifier"
     if _ANGLE_NAMES.match(flat) or u in _ANGLE_UNITS:
-        if flat in ("l", "b", "alpha", "delta", "pa") and u not in _ANGLE_UNITS and values is not None \
-                and len(fin) and (fin.min() < -90 or fin.max() > 360):
-            return None
+        if flat in _AMBIGUOUS_ANGLES and u not in _ANGLE_UNITS:
+            # A bare 'b' or 'alpha' is an angle only beside its partner and within an angle's range.
+            partner = _AMBIGUOUS_ANGLES[flat]
+            names = {re.sub(r"[^0-9a-z]+", "_", str(t).lower()).strip("_") for t in (table_names or [])}
+            in_range = fin is not None and len(fin) and fin.min() >= -360 and fin.max() <= 360
+            if partner not in names or not in_range:
+                return None
         return "angle"
     if _TIME_NAMES.match(flat) or (u in _TIME_UNITS and re.search(r"time|epoch|date|mjd|jd", flat)):
         return "time"
