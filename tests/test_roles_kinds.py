@@ -75,3 +75,8 @@ def test_bare_letters_are_not_angles_without_their_partner():
     assert column_kind("b", None, values, ["a", "b", "c"]) is None
     assert column_kind("b", None, values, ["l", "b"]) == "angle"
     assert column_kind("b", "deg", values, ["a", "b"]) == "angle"
+
+
+def test_amplitude_spelt_like_ra_is_not_an_angle():
+    assert column_kind("rA", None, np.array([0.3, 0.8, 1.1]), ["ra", "dec", "rA"]) is None
+    assert column_kind("ra", None, np.array([250.1, 250.3]), ["ra", "dec"]) == "angle"

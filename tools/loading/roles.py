@@ -191,6 +191,8 @@ def column_kind(name: str, unit: str | None, values: np.ndarray | None = None,
             in_range = fin is not None and len(fin) and fin.min() >= -360 and fin.max() <= 360
             if partner not in names or not in_range:
                 return None
+        elif u not in _ANGLE_UNITS and fin is not None and len(fin) and float(np.median(np.abs(fin))) < 2.0:
+            return None  # 'rA' (an r-band amplitude) is spelt like RA; sky coordinates in degrees are larger
         return "angle"
     if _TIME_NAMES.match(flat) or (u in _TIME_UNITS and re.search(r"time|epoch|date|mjd|jd", flat)):
         return "time"
