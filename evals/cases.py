@@ -1,7 +1,8 @@
 """Eval cases: a table, a goal and the results an honest explorer should report, one TOML file each.
 
 A case names its table (a synthetic generator with arguments, or a file under the shared datasets
-folder, optionally reduced by a named preparer), the goal given to the explorer, and what is known:
+folder, optionally reduced by a named preparer, with ``drop = [...]`` naming label columns that the truth
+rules read and the explorer never sees), the goal given to the explorer, and what is known:
 
 - ``[[trends]]``: column pairs with the sign of their monotonic relation (and what they are controlled for);
 - ``[[groups]]``: a truth label per row, from the generator's truth (``truth = "groups"``) or a named rule
