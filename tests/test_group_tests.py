@@ -120,3 +120,14 @@ def test_rank_mutual_information_sees_dependence():
     X = np.column_stack([x, x ** 2 + 0.1 * r.normal(size=3000), r.normal(size=3000)])
     mi, p = ss.rank_mutual_information(X)
     assert p[0, 1] < 1e-10 and p[0, 2] > 1e-3 and p[1, 2] > 1e-3 and mi[0, 1] > mi[0, 2]
+
+
+def test_each_clump_has_its_own_labels(make_session):
+    r = np.random.default_rng(21)
+    n = 3000
+    x, y = r.normal(size=n), r.normal(size=n)
+    x[:90], y[:90] = r.normal(3.0, 0.05, 90), r.normal(3.0, 0.05, 90)
+    x[90:180], y[90:180] = r.normal(-3.0, 0.05, 90), r.normal(-3.0, 0.05, 90)
+    res = call_tool(make_session(pd.DataFrame({"x": x, "y": y, "z": x + r.normal(size=n)})), "subspace", {})
+    labels = [f["labels"] for f in res.findings]
+    assert len(labels) == len(set(labels))

@@ -27,7 +27,7 @@ SAME_CLUMP_OVERLAP = 0.5
 MAX_PLOT_POINTS = 20_000
 
 
-def clump_figure(session, x: np.ndarray, y: np.ndarray, member: np.ndarray, names: list[str]) -> str:
+def clump_figure(session, x: np.ndarray, y: np.ndarray, member: np.ndarray, names: list[str], stem: str) -> str:
     rng = session.rng(41)
     idx = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
     if len(idx) > MAX_PLOT_POINTS:
@@ -43,7 +43,7 @@ def clump_figure(session, x: np.ndarray, y: np.ndarray, member: np.ndarray, name
         ax.legend(fontsize=7, markerscale=3)
         ax.set_title("compact clump in a column pair")
         fig.tight_layout()
-        return save_figure(session, fig, "clump")
+        return save_figure(session, fig, stem)
 
 
 @tool
@@ -117,12 +117,12 @@ def subspace(session, columns: list[str] | None = None,
             break
 
     findings, figures, artifacts = [], [], []
-    for c in chosen:
+    for i, c in enumerate(chosen, start=1):
         labels = np.where(c["member"], 0, -1).astype(np.int64)
-        name = session.save_artifact(session.artifact_name("clump"), labels, rows=rows, fill=-1)
+        name = session.save_artifact(session.artifact_name(f"clump{i}"), labels, rows=rows, fill=-1)
         artifacts.append(name)
         xi, yi = cols.index(c["columns"][0]), cols.index(c["columns"][1])
-        fig = clump_figure(session, X[:, xi], X[:, yi], c["member"], c["columns"])
+        fig = clump_figure(session, X[:, xi], X[:, yi], c["member"], c["columns"], f"clump{i}")
         figures.append(fig)
         c["labels"] = name
         size = int(c["member"].sum())
