@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from serendip.agent.budget import Budget, Stop
+from serendip.agent import derivations as dv
 from serendip.agent.goal import GoalIntent, parse_goal
 from serendip.agent.knowledge.autopilot_step import control_known_relations
 from serendip.agent.outcome import RunOutcome
@@ -21,6 +22,10 @@ from serendip.tools.result import ToolResult
 
 MAX_ANALYSIS_COLUMNS = 40
 UMAP_MIN_ROWS = 200
+SUBSPACE_MIN_ROWS = 200
+NOT_PHYSICS = {"identifier": "identifiers", "bookkeeping": "survey bookkeeping (how the data were taken)",
+               "time": "times and epochs", "angle": "angles and sky coordinates"}
+"""Column kinds kept out of the analysis of physical quantities, and how the report names them."""
 
 
 class Autopilot:
@@ -41,6 +46,10 @@ class Autopilot:
         self.outcome = RunOutcome(status="completed")
         self.budget = Budget(max_steps=cfg.max_steps, max_tokens=cfg.max_tokens, time_limit=cfg.time_limit)
         self.roles = {c["name"]: c["role"] for c in dataset.get("columns", [])}
+        self.kinds = {c["name"]: c.get("kind") for c in dataset.get("columns", [])}
+        self.photometric: list[str] = []
+        self.profile_info: dict[str, dict] = {}
+        self.long_colour: str | None = None
         self.intent: GoalIntent = parse_goal(cfg.goal or "", list(self.roles))
         self.log_names: dict[str, str] = {}
         self.missing_fraction: dict[str, float] = {}
@@ -97,6 +106,7 @@ class Autopilot:
             self.note(f"Columns with few distinct values ({', '.join(discrete[:10])}) enter the correlations but "
                       "not the maps, groupings and outlier searches.")
         columns = self.log_transform(columns)
+        columns = self.derive_quantities(columns)
         continuous = self.multivariate_columns([c for c in columns if c not in set(discrete)])
 
         raw = list(continuous)
@@ -127,6 +137,7 @@ class Autopilot:
             self.call("cluster", columns=raw, method="gmm", missing=self.missing)
             if len(raw) >= 2:
                 self.call("cluster", columns=raw, method="kmeans", missing=self.missing)
+            self.search_subspaces(raw)
 
         working = continuous
         for by, found, rid in offsets:
@@ -182,6 +193,7 @@ class Autopilot:
         """Numeric columns worth analysing (focus first), and those among them with few distinct values."""
         numeric = [c for c, r in self.roles.items() if r == "numeric"]
         info = {c["name"]: c for c in iter_profile_columns(profile_data(profile)) if c.get("name")}
+        self.profile_info = info
         self.missing_fraction = {n: float(p.get("missing") or 0.0) for n, p in info.items()}
         bad, discrete = [], []
         errors = [c for c in numeric if UNCERTAINTY.search(c) and c not in self.intent.focus]
@@ -189,6 +201,7 @@ class Autopilot:
             self.note(f"Left out as measurement uncertainties: {', '.join(errors[:15])}"
                       + (" …" if len(errors) > 15 else "") + ".")
         numeric = [c for c in numeric if c not in errors]
+        numeric = self.drop_non_physics(numeric)
         for c in numeric:
             p = info.get(c, {})
             warnings = " ".join(str(w) for w in p.get("warnings", []) or [])
@@ -212,6 +225,136 @@ class Autopilot:
                       "were analysed.")
         cols = focus + [c for c in keep if c in rest]
         return cols, [c for c in discrete if c in cols]
+
+    def drop_non_physics(self, numeric: list[str]) -> list[str]:
+        """Leave out identifiers, bookkeeping, times and (unless the goal asks) sky coordinates, saying so."""
+        keep = []
+        left: dict[str, list[str]] = {}
+        for c in numeric:
+            kind = self.kinds.get(c)
+            wanted = c in self.intent.focus or (kind == "angle" and self.intent.spatial)
+            if kind in NOT_PHYSICS and not wanted:
+                left.setdefault(kind, []).append(c)
+            else:
+                keep.append(c)
+        for kind, cols in left.items():
+            self.note(f"Understood {', '.join(cols[:12])}" + (" …" if len(cols) > 12 else "")
+                      + f" as {NOT_PHYSICS[kind]}: not analysed as physical quantities"
+                      + (" (kept for a spatial search only when the goal asks about positions)" if kind == "angle"
+                         else "") + ".")
+        mags = [c for c in keep if self.kinds.get(c) == "magnitude"]
+        if len(mags) >= 2:
+            self.note(f"Understood {', '.join(mags[:10])} as photometry (magnitudes): their mutual correlations are "
+                      "expected; colours (differences of bands) are the informative quantities.")
+        return keep
+
+    def derive_quantities(self, columns: list[str]) -> list[str]:
+        """Colours of adjacent bands, absolute magnitude and line ratios where the table's conventions call
+        for them; magnitudes other than the reference one are then analysed through the colours."""
+        info = [{"name": c["name"], "unit": c.get("unit"), "kind": self.kinds.get(c["name"])}
+                for c in self.dataset.get("columns", []) if c["name"] in set(columns) or
+                (c.get("role") == "numeric" and self.kinds.get(c["name"]) is None)]
+        bands = dv.magnitude_bands([i for i in info if i["name"] in set(columns)])
+        by_content = False
+        if len(bands) < 2:
+            found = self.photometry_by_content(columns)
+            if found:
+                bands, by_content = found, True
+        plans = dv.plan_colours(bands, info) if len(bands) >= 2 else []
+        reference = dv.reference_magnitude(bands) if bands and not by_content else (
+            list(bands.values())[len(bands) // 2] if bands else None)
+        if reference is None:
+            mags = [c for c in columns if self.kinds.get(c) == "magnitude"]
+            reference = mags[0] if len(mags) == 1 else None
+        absolute = dv.plan_absolute_magnitude(reference, info)
+        if absolute:
+            plans.append(absolute)
+        plans += dv.plan_line_ratios(info)
+        made: dict[str, str] = {}
+        for plan in plans:
+            res = self.call("derive", expression=plan.expression, name=plan.name)
+            if res.ok:
+                made[plan.name] = plan.kind
+                self.note(f"Derived {plan.name} = {plan.expression}: {plan.reason} (evidence {res.id}).")
+        if not made:
+            return columns
+        colours = [n for n, k in made.items() if k == "colour"]
+        self.photometric = colours[:]
+        if colours and len(bands) >= 3:
+            self.long_colour = colours[-1]
+        replaced = set()
+        if colours:
+            replaced |= {c for c in bands.values() if c != reference}
+        keep_ref = reference
+        if absolute and absolute.name in made:
+            replaced.add(reference)
+            keep_ref = absolute.name
+        if keep_ref:
+            self.photometric.append(keep_ref)
+        existing = [c for c in columns if dv.is_colour_name(c) or self.kinds.get(c) == "magnitude" and c not in replaced]
+        self.photometric += [c for c in existing if c not in self.photometric and c != reference]
+        if replaced:
+            self.note(f"Magnitudes {', '.join(sorted(replaced))} are analysed through the derived colours"
+                      + (f" and {keep_ref}" if keep_ref else "") + " rather than on their own.")
+        out = [c for c in columns if c not in replaced]
+        return out + [n for n in made if n not in out]
+
+    def photometry_by_content(self, columns: list[str]) -> dict[str, str]:
+        """Magnitudes recognised from their values when their names say nothing: three or more columns on
+        the magnitude scale (medians 8–30, spreads of tenths to a few magnitudes, medians within 6 mag of
+        each other) that all correlate strongly (|Spearman| ≥ 0.6). Ordered from the faintest median to the
+        brightest, which for stars and galaxies runs from the blue bands to the red ones.
+        """
+        candidates = []
+        for c in columns:
+            p = self.profile_info.get(c) or {}
+            med, iqr = p.get("median"), p.get("iqr")
+            if self.kinds.get(c) is None and med is not None and iqr is not None and 8 <= med <= 30 \
+                    and 0.2 <= iqr <= 5:
+                candidates.append(c)
+        if len(candidates) < 3:
+            return {}
+        res = self.call("correlate", columns=candidates[:12])
+        if not res.ok:
+            return {}
+        strong: dict[str, set[str]] = {c: set() for c in candidates}
+        for pair in res.summary.get("top_pairs") or []:
+            x, y, eff = pair.get("x"), pair.get("y"), pair.get("effect")
+            if x in strong and y in strong and eff is not None and abs(eff) >= 0.6:
+                strong[x].add(y)
+                strong[y].add(x)
+        chosen: list[str] = []
+        for c in sorted(candidates, key=lambda c: -len(strong[c])):
+            if all(c in strong[o] for o in chosen):
+                chosen.append(c)
+        medians = {c: float(self.profile_info[c]["median"]) for c in chosen}
+        if len(chosen) < 3 or max(medians.values()) - min(medians.values()) > 6:
+            return {}
+        ordered = sorted(chosen, key=lambda c: -medians[c])
+        self.note(f"Understood {', '.join(ordered)} as magnitudes in several bands from their values (magnitude "
+                  f"scale, strongly correlated; evidence {res.id}); ordered from faintest to brightest median, taken "
+                  "as blue to red.")
+        for c in ordered:
+            self.kinds[c] = "magnitude"
+        return {f"band{i + 1}": c for i, c in enumerate(ordered)}
+
+    def search_subspaces(self, columns: list[str]) -> None:
+        """Clumps in column pairs, then mixtures in the columns that carry structure: the informative subset,
+        the photometric space (colours and one magnitude) and the long-baseline colour alone."""
+        if self.n_rows >= SUBSPACE_MIN_ROWS and len(columns) >= 2:
+            res = self.call("subspace", columns=columns)
+            informative = list((res.details or {}).get("informative_columns") or
+                               res.summary.get("informative_columns") or []) if res.ok else []
+            unrelated = [c for c in columns if c not in informative]
+            if res.ok and unrelated and len(informative) >= 2:
+                self.note(f"Columns that depend on no other column were left out of the second group search: "
+                          f"{', '.join(unrelated[:15])}" + (" …" if len(unrelated) > 15 else "") + f" (evidence {res.id}).")
+                self.call("cluster", columns=informative, method="gmm", missing=self.missing)
+        photometric = list(dict.fromkeys(self.photometric))
+        if len(photometric) >= 2 and set(photometric) != set(columns):
+            self.call("cluster", columns=photometric, method="gmm", missing=self.missing)
+        if self.long_colour:
+            self.call("cluster", columns=[self.long_colour], method="gmm", k_max=4, missing=self.missing)
 
     def log_transform(self, columns: list[str]) -> list[str]:
         """Replace positive heavy-tailed columns by their log10 (the transform tool decides which)."""
@@ -313,8 +456,8 @@ def iter_profile_columns(summary: dict):
                 yield v
 
 
-UNCERTAINTY = re.compile(r"(_unc|_err|_error|_sigma_err|_uncertainty|_e)$|^(e_|err_|unc_)|_(lo|hi)?err(hi|lo|or)?$",
-                         re.I)
+UNCERTAINTY = re.compile(r"(_unc|_err|_error|_sigma_err|_uncertainty|_e)$|^(e_|err_|unc_)|_(lo|hi)?err(hi|lo|or)?$|"
+                         r"(?<=[a-z0-9])(Err|Error|ERR|ERROR)$", re.I)
 """Names of columns that hold a measurement's uncertainty rather than a property of the object."""
 
 KNOWN_DRIVERS = re.compile(r"mass|mstar|lum|mag|dist|size|radius|flux|bright|velocity|sigma|redshift|\bz\b", re.I)

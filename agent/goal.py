@@ -9,6 +9,8 @@ _IGNORE = re.compile(r"\b(ignore|ignoring|exclude|excluding|without|skip|skippin
 _CONTROL = re.compile(r"\b(control(?:ling)? for|controlled for|account(?:ing)? for|remove the effect of|"
                       r"correct(?:ing)? for|residuali[sz]e|regress out|at fixed|beyond)\b", re.I)
 _FOCUS = re.compile(r"\b(focus(?:ing)? on|especially|in particular|about|around|involving|related to)\b", re.I)
+_SPATIAL = re.compile(r"\b(on the sky|sky positions?|positions?|spatial\w*|coordinates?|footprint|"
+                      r"where on the sky|angular|clustering on the sky)\b", re.I)
 _INTERESTS = {
     "groups": re.compile(r"\b(group|groups|cluster|clusters|clustering|populations?|classes|class|types?|"
                          r"subpopulations?|branches|families|categories)\b", re.I),
@@ -27,12 +29,14 @@ class GoalIntent:
         ignore: Columns to leave out.
         control: Columns whose effect should be removed before looking again.
         interests: Subset of {'trends', 'groups', 'outliers'} the goal asks about (empty = everything).
+        spatial: The goal asks about positions on the sky (sky coordinates are then analysed too).
     """
 
     focus: list[str] = field(default_factory=list)
     ignore: list[str] = field(default_factory=list)
     control: list[str] = field(default_factory=list)
     interests: set[str] = field(default_factory=set)
+    spatial: bool = False
 
     def describe(self) -> str:
         """What was understood, in one sentence for the report."""
@@ -78,6 +82,7 @@ def parse_goal(goal: str, columns: list[str]) -> GoalIntent:
     for name, pattern in _INTERESTS.items():
         if pattern.search(goal):
             intent.interests.add(name)
+    intent.spatial = bool(_SPATIAL.search(goal))
     for clause in re.split(r"[.;!?\n]|,\s*(?:and|but)?\s*|\bbut\b|\bthen\b", goal):
         if not clause or not clause.strip():
             continue

@@ -112,7 +112,10 @@ class Ledger:
             return q is not None and eff is not None and q <= self.thresholds.q_max and abs(eff) >= self.thresholds.min_effect
         if kind == "group":
             stab = s.get("stability")
-            return stab is not None and stab >= self.thresholds.min_stability
+            # A group tested against one population (overlapping populations, subspace clumps) also needs
+            # its run-wide q-value to clear the FDR threshold.
+            q_ok = s.get("p_value") is None or (s.get("q_value") is not None and s["q_value"] <= self.thresholds.q_max)
+            return stab is not None and stab >= self.thresholds.min_stability and q_ok
         if kind == "outlier":
             return (s.get("n_flagged") or 0) > 0
         return True
@@ -135,7 +138,7 @@ class Ledger:
             if cand.note:
                 f["interpretation"] = cand.note
             s = f.setdefault("stats", {})
-            if f.get("kind") == "trend" and s.get("p_value") is not None:
+            if f.get("kind") in ("trend", "group") and s.get("p_value") is not None:
                 s["q_value_call"] = s.get("q_value")
                 s["q_value"] = self.run_qvalue(s["p_value"], ps, qs)
             if not self.passes(f):

@@ -1,7 +1,8 @@
 """Eval cases: a table, a goal and the results an honest explorer should report, one TOML file each.
 
 A case names its table (a synthetic generator with arguments, or a file under the shared datasets
-folder, optionally reduced by a named preparer), the goal given to the explorer, and what is known:
+folder, optionally reduced by a named preparer, with ``drop = [...]`` naming label columns that the truth
+rules read and the explorer never sees), the goal given to the explorer, and what is known:
 
 - ``[[trends]]``: column pairs with the sign of their monotonic relation (and what they are controlled for;
   ``known = true`` when it is a literature result that the findings must label ``known``);
@@ -46,6 +47,8 @@ class TableSpec(_Spec):
     args: dict[str, int | float | str | bool] = Field(default_factory=dict)
     file: str | None = None
     prepare: str | None = None
+    drop: list[str] = Field(default_factory=list)
+    """Columns removed before exploring, after the truth rules have read them (published labels)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> "TableSpec":

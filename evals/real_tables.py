@@ -214,3 +214,77 @@ def _categories(values: pd.Series) -> np.ndarray:
     """Codes of a categorical column in order of first appearance (-1 for missing)."""
     codes, _ = pd.factorize(values)
     return np.asarray(codes, dtype=int)
+
+
+# ---------------------------------------------------------------------- group finding on real catalogues
+@group_rule
+def pleiades_cg18_member(frame: pd.DataFrame) -> np.ndarray:
+    """Cantat-Gaudin et al. (2018) Pleiades members (probability ≥ 0.5) as 1, field stars as 0."""
+    return pd.to_numeric(frame["cg18_member"], errors="coerce").fillna(0).to_numpy(dtype=int)
+
+
+def _galaxyzoo_u_minus_r(frame: pd.DataFrame) -> np.ndarray:
+    """u − r for rows whose magnitudes are real (not 0 and not −9999 sentinels), NaN otherwise."""
+    u = pd.to_numeric(frame["mag_u"], errors="coerce").to_numpy(dtype=float)
+    r = pd.to_numeric(frame["mag_r"], errors="coerce").to_numpy(dtype=float)
+    ok = (u > 5) & (u < 40) & (r > 5) & (r < 40)
+    return np.where(ok, u - r, np.nan)
+
+
+@group_rule
+def galaxyzoo_red_blue(frame: pd.DataFrame) -> np.ndarray:
+    """Red sequence (1) / blue cloud (0): a seeded 2-component Gaussian mixture on u − r (peaks ≈ 1.83 and
+    2.81); rows without valid magnitudes are not scored."""
+    from sklearn.mixture import GaussianMixture
+
+    colour = _galaxyzoo_u_minus_r(frame)
+    ok = np.isfinite(colour)
+    gmm = GaussianMixture(2, random_state=0, n_init=3).fit(colour[ok, None])
+    red = int(np.argmax(gmm.means_[:, 0]))
+    labels = np.full(len(frame), -1)
+    labels[ok] = (gmm.predict(colour[ok, None]) == red).astype(int)
+    return labels
+
+
+@group_rule
+def sdss_dr14_classes(frame: pd.DataFrame) -> np.ndarray:
+    """Spectroscopic classes GALAXY / STAR / QSO as 0 / 1 / 2."""
+    mapping = {"GALAXY": 0, "STAR": 1, "QSO": 2}
+    return frame["class"].astype(str).str.strip().str.upper().map(mapping).fillna(-1).to_numpy(dtype=int)
+
+
+@group_rule
+def rrlyrae_types(frame: pd.DataFrame) -> np.ndarray:
+    """RR Lyrae pulsation types (Sesar et al. 2010): ab as 0, c as 1."""
+    kind = frame["type"].astype(str).str.strip().str.lower()
+    return np.select([kind == "ab", kind == "c"], [0, 1], default=-1)
+
+
+@group_rule
+def gaia_white_dwarfs(frame: pd.DataFrame) -> np.ndarray:
+    """White dwarfs (1): more than 4 magnitudes below the main sequence M_G ≈ 3.0 (BP−RP) + 2.8 in
+    absolute magnitude M_G = G + 5 log10(parallax / 100); other stars 0; rows without values not scored."""
+    g = pd.to_numeric(frame["phot_g_mean_mag"], errors="coerce").to_numpy(dtype=float)
+    plx = pd.to_numeric(frame["parallax"], errors="coerce").to_numpy(dtype=float)
+    colour = pd.to_numeric(frame["bp_rp"], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        absolute = g + 5 * np.log10(plx / 100)
+    ok = np.isfinite(absolute) & np.isfinite(colour)
+    wd = absolute > 3.0 * colour + 2.8 + 4.0
+    return np.where(ok, wd.astype(int), -1)
+
+
+@group_rule
+def m13_horizontal_branch(frame: pd.DataFrame) -> np.ndarray:
+    """Blue horizontal-branch stars of M13 (1): g, r errors < 0.05, 14.5 < g < 16, g − r < 0.25; other
+    well-measured stars 0; stars with poor or missing g, r not scored."""
+    def col(name: str) -> np.ndarray:
+        v = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+        return np.where(v >= 99.0, np.nan, v)
+
+    g, r = col("g"), col("r")
+    ge, re_ = pd.to_numeric(frame["gError"], errors="coerce").to_numpy(), pd.to_numeric(frame["rError"],
+                                                                                       errors="coerce").to_numpy()
+    good = np.isfinite(g) & np.isfinite(r) & (ge < 0.05) & (re_ < 0.05)
+    hb = good & (g > 14.5) & (g < 16.0) & (g - r < 0.25)
+    return np.where(good, hb.astype(int), -1)

@@ -140,6 +140,69 @@ def null_table(n: int = 500, n_columns: int = 60, seed: int = 0, missing: float 
     return pd.DataFrame(cols), {"negative_controls": list(cols), "null": True}
 
 
+def bimodal_colour_table(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Two overlapping populations visible in a colour that must be derived from two magnitudes.
+
+    A red population (40%) and a blue one: g − r ~ N(0.95, 0.12) vs N(0.55, 0.13); the magnitudes
+    themselves are dominated by brightness (r spread 1 mag), so the groups show only in the colour.
+    """
+    r = _rng(seed)
+    red = (r.random(n) < 0.4).astype(int)
+    mag_r = r.normal(17.0, 1.0, size=n) + 0.3 * red
+    colour = np.where(red == 1, r.normal(0.95, 0.12, size=n), r.normal(0.55, 0.13, size=n))
+    mag_g = mag_r + colour
+    size = 10 ** (0.8 - 0.2 * (mag_r - 17) + 0.1 * red + r.normal(scale=0.15, size=n))
+    redshift = np.abs(0.08 + 0.03 * (mag_r - 17) + r.normal(scale=0.02, size=n))
+    df = pd.DataFrame({"mag_g": np.round(mag_g, 4), "mag_r": np.round(mag_r, 4), "size": size,
+                       "redshift": np.round(redshift, 5)})
+    return df, {"groups": red}
+
+
+def subspace_clump_table(n: int = 3000, seed: int = 0, fraction: float = 0.03) -> tuple[pd.DataFrame, dict]:
+    """A tight clump of 3% of the rows in two of nine columns (a co-moving group in proper motion).
+
+    The field follows broad, correlated distributions; the clump rows are ordinary in the other seven
+    columns. Clustering all nine standardised columns dilutes the clump to nothing.
+    """
+    r = _rng(seed)
+    member = np.zeros(n, dtype=int)
+    member[r.choice(n, int(round(fraction * n)), replace=False)] = 1
+    latent = r.normal(size=n)
+    pm_x = r.normal(0, 8, size=n) + 2 * latent
+    pm_y = r.normal(-3, 10, size=n) + 0.5 * pm_x
+    pm_x[member == 1] = r.normal(14.0, 0.6, size=member.sum())
+    pm_y[member == 1] = r.normal(-20.0, 0.6, size=member.sum())
+    cols = {"pm_x": pm_x, "pm_y": pm_y, "mag": 14 + 2 * latent + r.normal(scale=1.0, size=n),
+            "colour": 1.0 + 0.3 * latent + r.normal(scale=0.3, size=n)}
+    for j in range(5):
+        cols[f"f{j + 1}"] = r.normal(size=n) + (0.6 * latent if j < 2 else 0.0)
+    return pd.DataFrame(cols), {"groups": member}
+
+
+def few_column_classes_table(n: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Three classes that separate in two of thirteen columns (period and colour); the other eleven columns
+    are independent of the classes and of each other."""
+    r = _rng(seed)
+    cls = r.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    log_period = np.array([-0.25, -0.5, 0.1])[cls] + r.normal(scale=0.07, size=n)
+    colour = np.array([0.3, 0.15, 0.6])[cls] + r.normal(scale=0.06, size=n)
+    cols = {"log_period": log_period, "colour": colour}
+    for j in range(11):
+        cols[f"x{j + 1}"] = r.normal(size=n) if j % 2 else r.gamma(3.0, size=n)
+    return pd.DataFrame(cols), {"groups": cls}
+
+
+def curve_groups_table(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Six groups strung along a curved sequence, plus two noise columns."""
+    r = _rng(seed)
+    labels = r.integers(0, 6, size=n)
+    t = np.linspace(-2.5, 2.5, 6)[labels] + r.normal(scale=0.22, size=n)
+    x = t + r.normal(scale=0.08, size=n)
+    y = np.sin(t) * 2.0 + 0.3 * t ** 2 + r.normal(scale=0.08, size=n)
+    df = pd.DataFrame({"x": x, "y": y, "noise1": r.normal(size=n), "noise2": r.exponential(size=n)})
+    return df, {"groups": labels, "negative_controls": ["noise1", "noise2"]}
+
+
 def example_galaxy_regions(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """The demo table: 150-pc regions of six nearby galaxies, with everything a real catalogue has.
 
@@ -199,4 +262,6 @@ GENERATORS = {
     "sequence_groups": sequence_groups_table, "outliers": outliers_table,
     "catalogue_conventions": catalogue_conventions_table, "systematic": systematic_table,
     "simpson": simpson_table, "null": null_table, "example": example_galaxy_regions,
+    "bimodal_colour": bimodal_colour_table, "subspace_clump": subspace_clump_table,
+    "few_column_classes": few_column_classes_table, "curve_groups": curve_groups_table,
 }

@@ -322,10 +322,17 @@ def materialise(case: Case, workdir: str | Path, anonymised: bool = False) -> Pr
     workdir.mkdir(parents=True, exist_ok=True)
     frame, gen_truth = source_frame(case)
     truth = build_truth(case, frame, gen_truth)
+    if case.table.drop:
+        # The labels' columns leave the table after the truth has been read from them.
+        missing = [c for c in case.table.drop if c not in frame.columns]
+        if missing:
+            raise CaseError(f"{case.path}: [table] drop names columns not in the table: {missing}")
+        frame = frame.drop(columns=list(case.table.drop))
+        truth = replace(truth, columns=visible_columns(frame))
     goal = case.goal
     if anonymised:
         frame, truth, goal = anonymise(frame, truth, goal, seed=case.seed)
-    if case.table.generator is not None or case.table.prepare is not None or anonymised:
+    if case.table.generator is not None or case.table.prepare is not None or case.table.drop or anonymised:
         table_path = workdir / "table.csv"
         frame.to_csv(table_path, index=False)
     else:

@@ -108,7 +108,7 @@ def test_groups_coinciding_with_a_field_are_flagged(make_session):
     assert dq[0]["stats"]["adjusted_rand"] > 0.9 and dq[0]["labels"] == res.summary["labels"]
     by_col = {c["column"]: c for c in res.summary["coincidence"]}
     assert by_col["field"]["strong"] and not by_col["tile"]["strong"]
-    assert {t[0] for t in res.tests} == {"cluster:coincidence:field", "cluster:coincidence:tile"}
+    assert {t[0] for t in res.tests} == {"cluster:coincidence:field", "cluster:coincidence:tile", "cluster:separation"}
     assert "`field`" in res.markdown
 
 

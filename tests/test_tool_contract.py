@@ -31,9 +31,11 @@ EXAMPLE_ARGUMENTS: dict[str, dict] = {
     "plot": {"kind": "scatter", "x": "a", "y": "b"},
     "transform": {"columns": ["c"], "kind": "log10"},
     "compare": {"by": "cat"},
+    "derive": {"expression": "a - b"},
+    "subspace": {},
 }
 # Tools that describe or reshape rather than analyse may succeed on degenerate input (with warnings).
-MAY_SUCCEED_ON_DEGENERATE = {"describe", "plot", "select", "transform"}
+MAY_SUCCEED_ON_DEGENERATE = {"describe", "plot", "select", "transform", "derive"}
 SLOW_TOOLS = {"umap"}
 TOOLS = sorted(REGISTRY)
 

@@ -1,5 +1,13 @@
-"""The ``cluster`` tool: find groups of rows, check that they are real (better than featureless data,
-reproducible under resampling), say what separates them, and whether they merely repeat a categorical."""
+"""The ``cluster`` tool: find groups of rows, check that they are real (better than featureless data, or
+overlapping populations that a test against one population supports; reproducible under resampling), say
+what separates them, and whether they merely repeat a categorical.
+
+Summary keys added for population tests: ``verdict`` may be ``overlapping``; ``separation_test`` (the dip
+test per neighbouring pair, ``min_ashman_d``, the combined ``p_value``, ``decided_by``), ``bootstrap_lr``
+(statistic, p-value, replicates; None when not run) and ``overlap`` (mixtures only). An overlapping group
+finding carries ``stats.overlapping = True``, ``stats.overlap``, ``stats.p_value`` (its run-wide
+``q_value`` is added by the ledger) and ``stats.separation_test``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from pydantic import Field  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from serendip.tools import cluster_methods as cm  # noqa: E402
+from serendip.tools import group_tests as gt  # noqa: E402
 from serendip.tools.group_profile import (  # noqa: E402
     categorical_coincidence, coincidence_candidates, group_effects, group_profiles, most_separating_features,
     relabel_by_size)
@@ -214,8 +223,13 @@ def cluster(session, columns: list[str] | None = None,
 
     Use it to look for populations (classes of objects, branches, sub-samples). The number of groups is
     chosen automatically (silhouette for kmeans/agglomerative, BIC for gmm, density for hdbscan) unless
-    k is given. A grouping is reported as a finding only when it beats featureless reference data of the
-    same extent and is stable under resampling (mean adjusted Rand of refits on 80% subsamples); each
+    k is given. A grouping is reported as a finding when it beats featureless reference data of the
+    same extent and is stable under resampling (mean adjusted Rand of refits on 80% subsamples), or, for
+    overlapping populations (which never beat uniform noise), when it is stable and a test against one
+    population rejects it: Hartigan's dip test on the discriminant direction between neighbouring groups,
+    or a parametric bootstrap of the mixture likelihood ratio (k vs k-1, after a power transform) with
+    well-separated component means; such findings are labelled overlapping, with the overlap (expected
+    misclassification rate) and the p-value, which enters the run-wide FDR. Each
     group is described by its most distinctive features (Cohen's d vs the rest) and medians. Groups that
     coincide with a categorical column (field, instrument, survey) are flagged as a possible systematic.
     Large tables are fitted on a seeded sample and the other rows assigned to the fitted groups.
@@ -310,9 +324,18 @@ def cluster(session, columns: list[str] | None = None,
                                "distinct groups, so k-means with the silhouette criterion was used")
                 grouping, chosen, stability, check = alternative, "kmeans", alt_stability, alt_check
         n_groups = grouping.n_groups
-    observed = check["silhouette"] if check else None
-    null = check["null_silhouette"] if check else None
-    verdict, reason = judge(grouping, chosen, stability, check, session.thresholds.min_stability)
+        observed = check["silhouette"] if check else None
+        null = check["null_silhouette"] if check else None
+        verdict, reason = judge(grouping, chosen, stability, check, session.thresholds.min_stability)
+        separation, bootstrap, overlap = population_tests(session, grouping, Zf, verdict, stability)
+        if separation is not None and verdict in ("weak", "no_structure") and separation["separated"] \
+                and stability is not None and stability >= session.thresholds.min_stability:
+            verdict = "overlapping"
+            reason = (f"{n_groups} overlapping populations: they do not separate better than featureless data "
+                      f"(silhouette {_fmt(observed)} vs {_fmt(null)}), but each is separated from its nearest neighbour "
+                      f"({separation['decided_by']}, p = {separation['p_value']:.2g}), with overlap "
+                      + (f"{overlap:.0%}" if overlap is not None else "unmeasured")
+                      + f" and stability {stability:.2f}")
 
     labels_name = None
     profiles: list[dict] = []
@@ -338,22 +361,76 @@ def cluster(session, columns: list[str] | None = None,
         "unassigned": n_noise, "stability": stability, "min_stability": session.thresholds.min_stability,
         "silhouette": observed, "null_silhouette": null,
         "structure_checks": check["checks"] if check else None, "k_selection": selection,
+        "separation_test": separation, "bootstrap_lr": bootstrap, "overlap": overlap,
         "groups": [{**p, "distinctive": p["distinctive"][:3]} for p in profiles[:MAX_GROUPS_SHOWN]],
         "coincidence": [{"column": c["column"], "adjusted_rand": c["adjusted_rand"], "cramers_v": c["cramers_v"],
                          "strong": c["strong"]} for c in coincidence[:MAX_COINCIDENCE_SHOWN]],
         "labels": labels_name, "notes": sp.notes,
     }
     tests = [[f"cluster:coincidence:{c['column']}", c["p_value"]] for c in coincidence]
+    if separation is not None:
+        tests.append(["cluster:separation", separation["p_value"]])
     findings = []
     figures = [figure] if figure else []
     strong = [c for c in coincidence if c["strong"]]
-    if verdict == "groups":
-        findings.append(group_finding(chosen, sp, profiles, sizes, stability, observed, null, selection,
-                                      labels_name, figures, strong, n))
+    if verdict in ("groups", "overlapping"):
+        finding = group_finding(chosen, sp, profiles, sizes, stability, observed, null, selection,
+                                labels_name, figures, strong, n)
+        if verdict == "overlapping":
+            overlapping_finding(finding, separation, bootstrap, overlap)
+        elif separation is not None:
+            finding["stats"]["separation_test"] = {"test": "dip", "p_value": separation["p_value"]}
+        findings.append(finding)
     findings += [coincidence_finding(c, n_groups, chosen, labels_name, figures) for c in strong]
     markdown = cluster_markdown(summary, profiles, coincidence, sp)
     return ToolResult(summary=summary, markdown=markdown, figures=figures,
                       artifacts=[labels_name] if labels_name else [], findings=findings, tests=tests)
+
+
+def population_tests(session, grouping: cm.Grouping, Zf: np.ndarray, verdict: str,
+                     stability: float | None) -> tuple[dict | None, dict | None, float | None]:
+    """The tests of a grouping against one population (see :mod:`serendip.tools.group_tests`).
+
+    The dip test runs on every grouping of two or more groups; the (costlier) bootstrap likelihood ratio
+    only for a stable mixture that the featureless-reference check did not support, where it decides
+    between 'overlapping populations' and 'weak'.
+    """
+    if grouping.n_groups < 2:
+        return None, None, None
+    rng = session.rng(31)
+    separation = gt.separation_test(Zf, grouping.labels, rng)
+    overlap = gt.mixture_overlap(grouping.model, Zf) if grouping.model is not None else None
+    bootstrap = None
+    if (grouping.model is not None and verdict in ("weak", "no_structure") and separation is not None
+            and not separation["separated"] and separation["min_ashman_d"] >= gt.MIN_ASHMAN_D
+            and stability is not None and stability >= session.thresholds.min_stability
+            and grouping.n_groups * Zf.shape[1] <= gt.BOOTSTRAP_MAX_PARAMETERS):
+        bootstrap = gt.bootstrap_lr_test(gt.power_transformed(Zf), grouping.n_groups, rng,
+                                         cov=grouping.selection.get("covariance_type", "full"))
+    if separation is not None:
+        separated, p, test = gt.decide(separation, bootstrap)
+        separation = {**separation, "separated": separated, "p_value": p, "decided_by": test,
+                      "p_dip": separation["p_value"]}
+    return separation, bootstrap, overlap
+
+
+def overlapping_finding(finding: dict, separation: dict, bootstrap: dict | None, overlap: float | None) -> None:
+    """Turn a group finding into one of overlapping populations: tests, p-value and overlap in its stats."""
+    k = finding["stats"]["n_groups"]
+    finding["title"] = finding["title"].replace(f"{k} groups", f"{k} overlapping populations", 1)
+    boot = (f"; a parametric bootstrap of the likelihood ratio ({bootstrap['k']} vs {bootstrap['k'] - 1} "
+            f"components) gives p = {bootstrap['p_value']:.2g}" if bootstrap else "")
+    finding["summary"] = finding["summary"].replace(
+        "better separated than featureless data", "overlapping rather than distinct; not better separated than "
+        "featureless data", 1) + (f" Tested against one population: {separation['test']}, p = "
+                                  f"{separation['p_value']:.2g}{boot}; the components overlap "
+                                  + (f"{overlap:.0%}" if overlap is not None else "by an unmeasured amount")
+                                  + " (expected misclassification rate).")
+    finding["stats"].update({
+        "overlapping": True, "overlap": overlap, "p_value": separation["p_value"],
+        "test": "dip", "separation_test": {"test": separation["test"], "p_value": separation["p_value"],
+                                           "pairs": separation["pairs"][:10]},
+        "bootstrap_lr": bootstrap})
 
 
 def judge(grouping: cm.Grouping, method: str, stability: float | None, check: dict | None,
@@ -435,7 +512,7 @@ def cluster_markdown(summary: dict, profiles: list[dict], coincidence: list[dict
             + f") of {s['n_rows']} rows in {sp.description}. ")
     if sel.get("criterion") in ("silhouette", "BIC"):
         head += f"Number of groups by {sel['criterion']} over k = {', '.join(sel['scores'])}: {sel['chosen']}. "
-    verdicts = {"groups": "**Groups supported**", "unstable": "**Unstable grouping** (not reported as a finding)",
+    verdicts = {"groups": "**Groups supported**", "overlapping": "**Overlapping populations**", "unstable": "**Unstable grouping** (not reported as a finding)",
                 "weak": "**Weak, overlapping groups** (not reported as a finding)",
                 "no_structure": "**No group structure**"}
     lines = [head + f"{verdicts[s['verdict']]}: {s['reason']}."]

@@ -46,6 +46,7 @@ class Grouping:
         selection: How the number of groups was chosen (criterion, per-k scores, chosen k).
         single_group: True when the selection criterion itself prefers one group (GMM BIC at k=1,
             HDBSCAN finding fewer than two clusters).
+        model: The fitted mixture (gmm only; gives posterior probabilities for the overlap).
     """
 
     method: str
@@ -54,6 +55,7 @@ class Grouping:
     refit: Callable[[np.ndarray, int], np.ndarray]
     selection: dict = field(default_factory=dict)
     single_group: bool = False
+    model: object = None
 
     @property
     def n_groups(self) -> int:
@@ -117,7 +119,7 @@ def select_gmm(Z: np.ndarray, ks: list[int], seed: int, covariance_type: str = "
     sel["covariance_type"] = covariance_type
     return Grouping("gmm", model.predict(Z).astype(np.int64), assign=model.predict,
                     refit=quiet(lambda X, s: gmm_fit(X, best, s, covariance_type).predict(X)), selection=sel,
-                    single_group=best == 1)
+                    single_group=best == 1, model=model)
 
 
 def ward_labels(X: np.ndarray, k: int) -> np.ndarray:

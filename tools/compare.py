@@ -29,6 +29,10 @@ OBSERVATIONAL_SPLIT = re.compile(r"field|tile|plate|run|instrument|camera|chip|c
                                  r"telescope|detector|pointing|mjd|date|batch|site|observer|program|release|pipeline",
                                  re.I)
 """Names of columns that usually split a table by how it was observed rather than by what the objects are."""
+OBJECT_SPLIT = re.compile(r"class|type|morph|spiral|elliptical|irregular|merger|species|kind|category|population|"
+                          r"member|variab|binary|agn|qso|quasar|star|galaxy_?type|spectral|sptype|hubble", re.I)
+"""Names of flags and classes that describe the objects themselves (physics, not observing conditions)."""
+MIN_LEVELS_FOR_OFFSET = 3
 
 
 def robust_sigma(x: np.ndarray) -> float:
@@ -124,7 +128,9 @@ def compare(session, by: str, columns: list[str] | None = None,
     for e in entries:
         s = e["shifts"]
         fin = np.isfinite(s)
-        if fin.sum() < 2 or e["q_value"] > th.q_max:
+        # With two levels "one level alone is offset" is true of any difference at all: the rule needs a
+        # third level to tell one odd level from a plain difference between classes.
+        if fin.sum() < MIN_LEVELS_FOR_OFFSET or e["q_value"] > th.q_max:
             continue
         k = int(np.nanargmax(np.abs(s)))
         if abs(s[k]) >= OFFSET_SIGMA and e["spread"][k] < OTHERS_SIGMA:
@@ -137,7 +143,7 @@ def compare(session, by: str, columns: list[str] | None = None,
     if entries:
         top = max(entries, key=lambda e: (e["epsilon2"] if np.isfinite(e["epsilon2"]) else -1))
         figures.append(box_figure(session, data[:, cols.index(top["column"])], codes_all, levels, by, top["column"]))
-    observational = bool(OBSERVATIONAL_SPLIT.search(by))
+    observational = bool(OBSERVATIONAL_SPLIT.search(by)) and not OBJECT_SPLIT.search(by)
     for level, items in by_level.items():
         names = [o["column"] for o in items]
         reading = ("a calibration or selection systematic is likely" if observational else

@@ -26,6 +26,8 @@ def table_overview(table: Table) -> dict:
         entry = {"name": name, "role": info.role}
         if info.unit:
             entry["unit"] = info.unit
+        if getattr(info, "kind", None):
+            entry["kind"] = info.kind
         cols.append(entry)
     return {"n_rows": table.n_rows, "n_columns": len(cols), "columns": cols, "derived_columns": derived,
             "warnings": list(table.warnings), "sha256": table.sha256, "format": table.format, "path": table.path}

@@ -240,7 +240,7 @@ def load_builtin_tools() -> dict[str, ToolSpec]:
         import importlib
 
         for module in ("describe", "correlate", "pca", "umap_embed", "cluster", "outliers", "residualize",
-                       "select", "plot", "transform", "compare"):
+                       "select", "plot", "transform", "compare", "derive", "subspace"):
             importlib.import_module(f"serendip.tools.{module}")
         _LOADED = True
     return REGISTRY

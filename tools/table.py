@@ -27,6 +27,8 @@ class ColumnInfo:
         n_censored: Number of cells written as limits (``<x`` or ``>x``).
         derived: True for columns created during the session (e.g. residuals).
         notes: Human-readable notes about how the column was read.
+        kind: What a numeric column measures when its name, unit or values say so (angle, time,
+            identifier, bookkeeping, magnitude, count; see ``loading.roles.column_kind``), else None.
     """
 
     name: str
@@ -39,6 +41,7 @@ class ColumnInfo:
     n_censored: int = 0
     derived: bool = False
     notes: list[str] = field(default_factory=list)
+    kind: str | None = None
 
 
 @dataclass

@@ -9,13 +9,20 @@ import pandas as pd
 
 from serendip.tools.loading.limits import parse_limits
 from serendip.tools.loading.names import make_unique_names
-from serendip.tools.loading.roles import bool_words, infer_role
+from serendip.tools.loading.roles import bool_words, column_kind, infer_role
 from serendip.tools.loading.sentinels import mask_sentinels
 from serendip.tools.table import ColumnInfo, Table
 
 # Cell texts that mean "no value" in any string column (CSV readers already catch most of them).
 MISSING_MARKERS = ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "Null", "None", "none",
                    "--", "?", "<NA>", "#N/A", "-nan", "NaT"]
+
+KIND_NOTES = {
+    "bookkeeping": "survey bookkeeping (how the data were taken): not analysed as a physical quantity",
+    "angle": "an angle or sky coordinate: never log-transformed, kept out of physical groupings",
+    "time": "a time or epoch: kept out of physical groupings",
+}
+"""Load notes recorded for column kinds that change how a column is used."""
 
 ColumnMeta = Mapping[object, str | None] | Sequence[str | None] | None
 
@@ -51,6 +58,19 @@ def prepare_frame(df: pd.DataFrame, *, clean: bool = True, units: ColumnMeta = N
         out[name] = values
         info[name] = ci
     frame = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+    for name, ci in info.items():
+        if ci.role in ("numeric", "identifier"):
+            values = out[name]
+            try:
+                numbers = np.asarray(values, dtype=float)
+            except (TypeError, ValueError):
+                continue
+            ci.kind = column_kind(name, ci.unit, numbers, names)
+            if ci.kind == "identifier" and ci.role == "numeric":
+                ci.role = "identifier"
+                ci.notes.append("integers too large for physics (float-rounded catalogue IDs): an identifier")
+            elif ci.kind in KIND_NOTES:
+                ci.notes.append(KIND_NOTES[ci.kind])
     return Table(df=frame, info=info, censored=censored, warnings=warnings)
 
 

@@ -120,3 +120,124 @@ def _numeric_role(col: pd.Series, name: str, unit: str | None = None) -> str:
 def _leading_zeros(text: pd.Series) -> bool:
     """True when some value is written with a leading zero (``007``), which a number would lose."""
     return bool(text.str.match(r"^0\d").any())
+
+
+# ---------------------------------------------------------------------- what a numeric column measures
+# The role above says how a column is stored; the kind below says what it measures, which decides how it
+# is used: an angle is never log-transformed, identifiers and survey bookkeeping are never analysed as
+# physics, sky coordinates are kept out of physical groupings unless asked for, and magnitudes in several
+# bands are photometry whose colours (differences) are the informative quantities.
+
+_ANGLE_NAMES = re.compile(
+    r"^(ra|dec|de|decl|raj2000|dej2000|decj2000|ra_?deg|dec_?deg|ra_?j2000|dec_?j2000|glon|glat|elon|elat|"
+    r"l|b|gal_?l|gal_?b|lii|bii|alpha|delta|pa|posang|position_?angle|theta_?j2000|ra_?icrs|de_?icrs)$", re.I)
+_AMBIGUOUS_ANGLES = {"l": "b", "b": "l", "alpha": "delta", "delta": "alpha", "pa": "pa", "glon": "glat",
+                     "glat": "glon", "lii": "bii", "bii": "lii"}
+"""Short angle names that are often something else; each needs its partner column (or a unit)."""
+_ANGLE_UNITS = {"deg", "degree", "degrees", "rad", "radian", "radians", "arcdeg", "hourangle", "h", "hms", "dms"}
+_TIME_NAMES = re.compile(r"^(mjd|jd|hjd|bjd|rjd|epoch|time|date|t0|tmid|obs_?time|obs_?date|mjd_?obs|"
+                         r"date_?obs|jd_?obs|hjd0|bjd0|mjd0|ref_?epoch)$", re.I)
+_TIME_UNITS = {"d", "day", "days", "yr", "year", "mjd", "jd", "s"}
+_BOOKKEEPING = {"run", "rerun", "camcol", "field", "plate", "mjd", "fiberid", "fiber", "fibre", "fibreid", "tile",
+                "tileid", "ifu", "ifudsgn", "stripe", "frame", "ccd", "chip", "expnum", "exposure", "obsid",
+                "plateid", "fieldid", "segment", "healpix", "hpx", "pix", "htmid", "mode", "clean", "thing_id",
+                "specobjid", "objid", "bestobjid", "skyversion"}
+_BOOKKEEPING_ALWAYS = {"rerun", "camcol", "fiberid", "fibreid", "ifudsgn", "specobjid", "objid", "bestobjid",
+                       "plateid", "fieldid", "htmid", "skyversion"}
+"""Names that are bookkeeping on their own; the others (run, field, plate, mjd ...) need a companion."""
+_COUNT_NAMES = re.compile(r"^(n|num|nb|count|cnt)_?[a-z0-9_]*$|_(count|num|n)$|^n[a-z]+$", re.I)
+_MAGNITUDE_UNITS = {"mag", "magnitude", "mags", "abmag", "vegamag"}
+HUGE_INTEGER = 1e15
+"""Integers this large exceed what a float64 holds exactly (2^53 ≈ 9e15) or nearly: catalogue IDs."""
+
+
+def column_kind(name: str, unit: str | None, values: np.ndarray | None = None,
+                table_names: list[str] | None = None) -> str | None:
+    """What a numeric column measures, when its name, unit or values say so (None = an ordinary quantity).
+
+    Kinds: ``angle`` (RA/Dec, l/b, position angles), ``time`` (MJD, JD, epochs), ``identifier`` (by name,
+    or by content: integers of 1e15 or more, i.e. float-rounded catalogue IDs), ``bookkeeping`` (survey
+    run/rerun/camcol/field/plate/mjd/fiberid...), ``magnitude`` (photometry), ``count``.
+
+    Args:
+        name: The column's name.
+        unit: Its unit string, if known.
+        values: Its values (for content checks: huge or integer values).
+        table_names: All column names of the table (ambiguous bookkeeping names such as ``run`` or
+            ``field`` count only when another bookkeeping column is present).
+    """
+    low = (name or "").strip().lower()
+    flat = re.sub(r"[^0-9a-z]+", "_", low).strip("_")
+    u = (unit or "").strip().lower()
+    fin = None
+    integer = False
+    if values is not None:
+        v = np.asarray(values, dtype=float)
+        fin = v[np.isfinite(v)]
+        integer = bool(len(fin)) and bool(np.all(np.mod(fin, 1) == 0))
+    if fin is not None and integer and len(fin) and np.nanmax(np.abs(fin)) >= HUGE_INTEGER:
+        return "identifier"
+    if flat in _BOOKKEEPING and (values is None or integer):
+        others = {re.sub(r"[^0-9a-z]+", "_", str(t).lower()).strip("_") for t in (table_names or [])} - {flat}
+        if flat in _BOOKKEEPING_ALWAYS or others & _BOOKKEEPING:
+            return "bookkeeping"
+    if looks_like_id_name(name) and (values is None or integer):
+        return "identifier"
+    if _ANGLE_NAMES.match(flat) or u in _ANGLE_UNITS:
+        if flat in _AMBIGUOUS_ANGLES and u not in _ANGLE_UNITS:
+            # A bare 'b' or 'alpha' is an angle only beside its partner and within an angle's range.
+            partner = _AMBIGUOUS_ANGLES[flat]
+            names = {re.sub(r"[^0-9a-z]+", "_", str(t).lower()).strip("_") for t in (table_names or [])}
+            in_range = fin is not None and len(fin) and fin.min() >= -360 and fin.max() <= 360
+            if partner not in names or not in_range:
+                return None
+        elif u not in _ANGLE_UNITS and fin is not None and len(fin) and float(np.median(np.abs(fin))) < 2.0:
+            return None  # 'rA' (an r-band amplitude) is spelt like RA; sky coordinates in degrees are larger
+        return "angle"
+    if _TIME_NAMES.match(flat) or (u in _TIME_UNITS and re.search(r"time|epoch|date|mjd|jd", flat)):
+        return "time"
+    if u in _MAGNITUDE_UNITS or photometric_band(name) is not None:
+        # A bare letter (z, r, i, b) is often redshift, radius or inclination: magnitudes need values in the
+        # range photometry takes.
+        if u not in _MAGNITUDE_UNITS and len(flat) == 1 and fin is not None and len(fin) \
+                and not (5.0 <= float(np.median(fin)) <= 35.0):
+            return None
+        return "magnitude"
+    if integer and _COUNT_NAMES.search(flat) and len(fin) and fin.min() >= 0:
+        return "count"
+    return None
+
+
+# Photometric bands from blue to red; a column's band is found from its name.
+BAND_ORDER = ["fuv", "nuv", "u", "b", "g", "bp", "v", "gaia_g", "r", "rp", "i", "z", "y", "j", "h", "k", "ks",
+              "w1", "w2", "w3", "w4"]
+_BAND_PATTERNS = [
+    re.compile(r"^(?:phot_)?(?P<band>bp|rp|g)_mean_mag$"),
+    re.compile(r"^(?:mag|m|abs_?mag|petro_?mag|model_?mag|psf_?mag|fiber_?mag|cmodel_?mag|dered|"
+               r"extinction_free_mag|mag_auto|mag_petro|mag_psf)_?(?P<band>fuv|nuv|ks|bp|rp|w[1-4]|[ugrizyjhkvb])$"),
+    re.compile(r"^(?P<band>fuv|nuv|ks|bp|rp|w[1-4]|[ugrizyjhkvb])_?(?:mag|mpro|m|_mag|ab|mean_mag|petro|model|psf|0)$"),
+    re.compile(r"^(?P<band>[ugrizyjhkvb])$"),
+]
+
+
+def photometric_band(name: str) -> str | None:
+    """The band of a magnitude column from its name ('mag_u' → 'u', 'phot_g_mean_mag' → 'gaia_g',
+    'Gmag' → 'gaia_g' when written with a capital G, 'W1mpro' → 'w1'), or None."""
+    raw = (name or "").strip()
+    flat = re.sub(r"[^0-9A-Za-z]+", "_", raw).strip("_")
+    low = flat.lower()
+    for pat in _BAND_PATTERNS:
+        m = pat.match(low)
+        if m:
+            band = m.group("band")
+            if band == "g" and ("mean_mag" in low or re.match(r"^G(mag|_mag)?$", flat)):
+                return "gaia_g"
+            return band
+    return None
+
+
+def is_colour_name(name: str) -> bool:
+    """True for names of colours: two bands joined ('bp_rp', 'g-r', 'u_g', 'BP-RP')."""
+    low = re.sub(r"[^0-9a-z]+", "_", (name or "").lower()).strip("_")
+    bands = r"(fuv|nuv|ks|bp|rp|w[1-4]|[ugrizyjhkvb])"
+    return bool(re.fullmatch(rf"{bands}_{bands}(_colou?r)?", low))

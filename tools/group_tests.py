@@ -1,0 +1,210 @@
+"""Tests of a grouping against one population: are these overlapping populations, or one population cut up?
+
+Silhouettes against uniform reference data are the right check for "is there any clustered structure", but
+the wrong null for overlapping populations (two overlapping Gaussians always lose to it). Here a grouping
+is tested against a single population:
+
+- **Separation (dip) test.** Each group and its nearest neighbouring group are projected on their
+  discriminant direction (Fisher's linear discriminant; the data themselves in one dimension) and
+  Hartigan's dip test (``diptest`` package) asks whether that projection is unimodal. One population cut
+  in two stays unimodal on any line, skewed or not; two populations leave a dip. The grouping's p-value is
+  the largest over the neighbouring pairs (an intersection-union test: every group must be separated from
+  its nearest neighbour).
+- **Parametric bootstrap of the likelihood ratio** of a k-component Gaussian mixture against k−1
+  components (McLachlan 1987): the null distribution is simulated from the fitted (k−1)-component model.
+  A Gaussian null is rejected by any skewed population, so the columns are first power-transformed
+  (Yeo–Johnson), and a heavy-tailed population is told from two populations by Ashman's D (the
+  separation of the component means in pooled standard deviations) of at least 2.
+- **Overlap**: the expected misclassification rate between components (mean of 1 − the largest posterior
+  probability), 0 for disjoint groups and up to 1 − 1/k for indistinguishable ones.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import stats as sps
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+MAX_DIP_ROWS = 3000
+"""Rows per dip test: beyond a few thousand rows the test flags the mild non-unimodality of rounded or
+censored values; a seeded subsample keeps it about the shape of the distribution."""
+BOOTSTRAP_ROWS = 500
+BOOTSTRAP_REPLICATES = 19
+BOOTSTRAP_MAX_PARAMETERS = 16
+"""The bootstrap refits two mixtures per replicate: it is run only up to k × dimensions of this size."""
+SEPARATION_ALPHA = 0.01
+"""Local decision level of the separation test (the p-value also enters the run-wide FDR)."""
+MIN_ASHMAN_D = 2.0
+"""Smallest separation of component means, in pooled standard deviations, for a clean split (Ashman, Bird &
+Zepf 1994)."""
+
+
+def dip_pvalue(x: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """Hartigan's dip statistic and its p-value (asymptotic table) for 1-D values, on at most
+    :data:`MAX_DIP_ROWS` seeded rows. Ties (rounded values) are broken by jitter far below the spacing of
+    the data so they do not fake a multimodal staircase."""
+    import diptest
+
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) > MAX_DIP_ROWS:
+        x = rng.choice(x, MAX_DIP_ROWS, replace=False)
+    if len(x) < 10 or np.ptp(x) == 0:
+        return 0.0, 1.0
+    diffs = np.diff(np.unique(x))
+    step = float(diffs.min()) if len(diffs) else 1.0
+    x = x + rng.uniform(-0.5, 0.5, len(x)) * step
+    dip, p = diptest.diptest(np.sort(x))
+    return float(dip), float(p)
+
+
+def discriminant_projection(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Rows of A and B projected on Fisher's discriminant direction between them."""
+    if A.shape[1] == 1:
+        return np.concatenate([A[:, 0], B[:, 0]])
+    diff = A.mean(axis=0) - B.mean(axis=0)
+    cov = np.cov(A, rowvar=False) * (len(A) - 1) + np.cov(B, rowvar=False) * (len(B) - 1)
+    cov = cov / max(len(A) + len(B) - 2, 1)
+    cov = cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov))
+    w = np.linalg.solve(cov, diff)
+    return np.concatenate([A @ w, B @ w])
+
+
+def separation_test(Z: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> dict | None:
+    """Dip test of each group against its nearest neighbouring group on their discriminant direction.
+
+    Args:
+        Z: (n, d) coordinates the grouping was made in.
+        labels: Group per row (-1 = in no group, left out).
+        rng: Seeded generator (subsampling and tie-breaking).
+
+    Returns:
+        ``{"test", "p_value", "pairs": [{"groups", "dip", "p_value"}], "separated"}`` or None with fewer
+        than two groups of at least 5 rows.
+    """
+    groups = [g for g in np.unique(labels[labels >= 0]) if (labels == g).sum() >= 5]
+    if len(groups) < 2:
+        return None
+    centers = {g: Z[labels == g].mean(axis=0) for g in groups}
+    scale = Z[labels >= 0].std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    pairs = set()
+    for g in groups:
+        others = [h for h in groups if h != g]
+        nearest = min(others, key=lambda h: float(np.sum(((centers[g] - centers[h]) / scale) ** 2)))
+        pairs.add(tuple(sorted((int(g), int(nearest)))))
+    out = []
+    for g, h in sorted(pairs):
+        A, B = Z[labels == g], Z[labels == h]
+        proj = discriminant_projection(A, B)
+        a, b = proj[:len(A)], proj[len(A):]
+        spread = np.sqrt((a.var() + b.var()) / 2)
+        d = float(abs(a.mean() - b.mean()) / spread) if spread > 0 else float("inf")
+        dip, p = dip_pvalue(proj, rng)
+        out.append({"groups": [g, h], "dip": dip, "p_value": p, "ashman_d": d})
+    p_max = max(e["p_value"] for e in out)
+    return {"test": "Hartigan dip test on the discriminant direction of each group and its nearest neighbour "
+                    "(largest p over the pairs)", "p_value": float(p_max), "pairs": out,
+            "min_ashman_d": float(min(e["ashman_d"] for e in out)),
+            "separated": bool(p_max <= SEPARATION_ALPHA)}
+
+
+def power_transformed(Z: np.ndarray) -> np.ndarray:
+    """Each column Yeo–Johnson transformed (maximum likelihood) and standardised: one skewed population
+    becomes close to one Gaussian, so the likelihood-ratio test does not mistake skewness for groups."""
+    from sklearn.preprocessing import PowerTransformer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return PowerTransformer(method="yeo-johnson", standardize=True).fit_transform(Z)
+
+
+def decide(separation: dict | None, bootstrap: dict | None) -> tuple[bool, float | None, str]:
+    """Whether a grouping is a set of (possibly overlapping) populations, its p-value and the test named.
+
+    Populations when the dip test rejects unimodality, or when the bootstrap likelihood ratio (after a
+    power transform) rejects k−1 components and every group sits at least :data:`MIN_ASHMAN_D` pooled
+    standard deviations from its nearest neighbour (Ashman et al. 1994: a mere scale mixture or a heavy
+    tail has its components on top of each other). The p-value is Bonferroni-corrected for the two tests.
+    """
+    if separation is None:
+        return False, None, ""
+    p_dip = separation["p_value"]
+    p_lr = bootstrap["p_value"] if bootstrap and separation["min_ashman_d"] >= MIN_ASHMAN_D else 1.0
+    p = float(min(1.0, 2 * min(p_dip, p_lr)))
+    test = "dip test" if p_dip <= p_lr else "bootstrap likelihood ratio with Ashman's D"
+    return p <= SEPARATION_ALPHA, p, test
+
+
+def mixture_overlap(model: GaussianMixture, Z: np.ndarray) -> float:
+    """Expected misclassification rate between the mixture's components: mean of 1 − max posterior."""
+    post = model.predict_proba(Z)
+    return float(np.mean(1.0 - post.max(axis=1)))
+
+
+def _fit(X: np.ndarray, k: int, seed: int, cov: str, n_init: int = 1) -> GaussianMixture:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # A tight tolerance: the default stops EM early enough to leave k components below k−1 in likelihood.
+        return GaussianMixture(n_components=k, covariance_type=cov, random_state=seed, reg_covar=1e-5,
+                               n_init=n_init, tol=1e-5, max_iter=300).fit(X)
+
+
+def _log_ratio(X: np.ndarray, k: int, seed: int, cov: str) -> float:
+    """2·(log L_k − log L_{k−1}); k components nest k−1, so a worse local optimum counts as no gain."""
+    null, alt = _fit(X, k - 1, seed, cov), _fit(X, k, seed, cov, n_init=2)
+    return max(0.0, 2.0 * len(X) * (alt.score(X) - null.score(X)))
+
+
+def sample_mixture(model: GaussianMixture, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n rows drawn from a fitted mixture with ``rng`` (GaussianMixture.sample reuses its own fixed seed)."""
+    counts = rng.multinomial(n, model.weights_)
+    d = model.means_.shape[1]
+    parts = []
+    for j, m in enumerate(counts):
+        if model.covariance_type == "full":
+            cov = model.covariances_[j]
+        elif model.covariance_type == "diag":
+            cov = np.diag(model.covariances_[j])
+        elif model.covariance_type == "spherical":
+            cov = np.eye(d) * model.covariances_[j]
+        else:
+            cov = model.covariances_
+        parts.append(rng.multivariate_normal(model.means_[j], cov, size=m))
+    return np.vstack(parts)[rng.permutation(n)]
+
+
+def bootstrap_lr_test(Z: np.ndarray, k: int, rng: np.random.Generator, cov: str = "full",
+                      replicates: int = BOOTSTRAP_REPLICATES) -> dict | None:
+    """Parametric bootstrap of the likelihood ratio of k vs k−1 Gaussian components.
+
+    The null distribution of 2·(log L_k − log L_{k−1}) is simulated from the fitted (k−1)-component model
+    on at most :data:`BOOTSTRAP_ROWS` seeded rows. With few replicates the tail beyond the largest
+    simulated value is taken from a gamma distribution fitted to the replicates (the statistic is
+    approximately a scaled chi-square), so that strong evidence gets a small p-value rather than 1/(B+1).
+
+    Returns:
+        ``{"test", "k", "statistic", "p_value", "p_empirical", "replicates"}`` or None when k < 2.
+    """
+    if k < 2:
+        return None
+    X = Z if len(Z) <= BOOTSTRAP_ROWS else Z[rng.choice(len(Z), BOOTSTRAP_ROWS, replace=False)]
+    seed = int(rng.integers(0, 2**31 - 1))
+    null = _fit(X, k - 1, seed, cov, n_init=3)
+    observed = _log_ratio(X, k, seed, cov)
+    sims = []
+    for b in range(replicates):
+        sims.append(_log_ratio(sample_mixture(null, len(X), rng), k, seed + b + 1, cov))
+    sims = np.asarray(sims)
+    p_emp = float((1 + np.sum(sims >= observed)) / (replicates + 1))
+    p = p_emp
+    if observed > sims.max() and sims.std() > 0:
+        mean, var = sims.mean(), sims.var(ddof=1)
+        shape, scale = mean ** 2 / var, var / mean
+        p = float(min(p_emp, sps.gamma.sf(observed, shape, scale=scale)))
+    return {"test": f"parametric bootstrap likelihood ratio, {k} vs {k - 1} Gaussian components",
+            "k": int(k), "statistic": float(observed), "p_value": max(p, 1e-300), "p_empirical": p_emp,
+            "replicates": int(replicates), "rows": int(len(X))}
