@@ -10,6 +10,7 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_RUN_INCOMPLETE = 1
 EXIT_BAD_INPUT = 2
+EXIT_NO_PROGRESS = 3  # issue 9: the model ran but no analysis tool succeeded
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -25,6 +26,31 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tool-time-limit", type=float, default=600.0, help="wall-clock limit of one tool call in seconds")
     p.add_argument("--memory-limit", type=int, default=8192, help="memory cap of the tool worker in MB")
     p.add_argument("--quiet", action="store_true", help="print only the result line")
+    add_model_options(p)
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Planner and model request settings (issue 9); unset = environment, config file, then default."""
+    g = p.add_argument_group("model settings (default: SERENDIP_* environment, config file, then defaults "
+                             "for the endpoint: loopback = a CPU server)")
+    g.add_argument("--planner", default=None, choices=("llm", "hybrid", "autopilot"),
+                   help="with a model: llm (the model plans), hybrid (the autopilot's pass first, then the model "
+                        "follows up and interprets; falls back to the pass) or autopilot (default llm)")
+    g.add_argument("--timeout", type=float, default=None, help="seconds per model response (600 loopback, 120 hosted)")
+    g.add_argument("--max-output-tokens", type=int, default=None,
+                   help="most tokens of one model reply (1024 loopback, 4096 hosted)")
+    g.add_argument("--retries", type=int, default=None, help="retries of a failed model call (1 loopback, 4 hosted)")
+    g.add_argument("--tool-choice", default=None, choices=("required", "auto", "off"),
+                   help="tool_choice sent to the server (default required; off = not sent)")
+    g.add_argument("--tool-profile", default=None, choices=("auto", "full", "compact"),
+                   help="tool schemas shown to the model: compact for small models (default auto: compact on "
+                        "a loopback endpoint, full otherwise)")
+
+
+def model_flags(args: argparse.Namespace) -> dict:
+    """The model settings given as flags (None when not given)."""
+    return {k: getattr(args, k, None) for k in ("timeout", "max_output_tokens", "retries", "tool_choice",
+                                                 "tool_profile", "planner")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,13 +105,16 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
     try:
         from serendip.agent.models import ModelConfigError, resolve_model_config
 
-        mcfg = resolve_model_config(model=model_flag, base_url=base_url_flag)
+        mcfg = resolve_model_config(model=model_flag, base_url=base_url_flag, **model_flags(args))
     except ModelConfigError as exc:
         return fail(str(exc))
+    settings = {} if mcfg.is_autopilot else {  # issue 9: resolved once, carried by the run's config
+        "planner": mcfg.planner, "timeout": mcfg.timeout, "max_output_tokens": mcfg.max_output_tokens,
+        "retries": mcfg.retries, "tool_choice": mcfg.tool_choice, "tool_profile": mcfg.tool_profile}
     cfg = ExploreConfig(table=table, goal=goal, out=out, model=mcfg.model, base_url=mcfg.base_url,
                         api_key=mcfg.api_key, seed=seed, max_steps=args.max_steps, time_limit=args.time_limit,
                         tool_time_limit=args.tool_time_limit, memory_limit_mb=args.memory_limit,
-                        thresholds=Thresholds())
+                        thresholds=Thresholds(), **settings)
     progress = Progress(quiet=args.quiet)
     try:
         with progress:
@@ -95,6 +124,11 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_RUN_INCOMPLETE)
     report = out_dir / "report.html"
+    if outcome.fallback:
+        print(f"serendip: warning: fell back to the autopilot: {outcome.fallback}", file=sys.stderr)
+    if outcome.status == "no_progress":
+        print(f"Report (no analysis was done): {report}", file=sys.stderr)
+        return fail(f"run ended with status no_progress: {outcome.reason}", EXIT_NO_PROGRESS)
     if outcome.status == "completed":
         print(f"Report: {report}  (also report.md, findings.json, rows.csv in {out_dir})")
         return EXIT_OK

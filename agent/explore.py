@@ -48,6 +48,15 @@ class ExploreConfig:
         memory_limit_mb: Memory cap of the tool worker.
         in_process: Run tools in this process instead of the sandbox worker (tests only).
         thresholds: Reporting thresholds.
+        planner: 'llm', 'hybrid' or 'autopilot' when a model is set (None = from the environment / config,
+            default llm). Issue 9 settings, to port into the settings object: planner, timeout,
+            max_output_tokens, retries, tool_choice, tool_profile (None = resolved by
+            :func:`~serendip.agent.models.resolve_model_config`).
+        timeout: Seconds to wait for one model response.
+        max_output_tokens: Most tokens of one model reply.
+        retries: Retries of a model call that failed transiently.
+        tool_choice: 'required', 'auto' or 'off'.
+        tool_profile: 'auto', 'full' or 'compact'.
     """
 
     table: str
@@ -64,6 +73,12 @@ class ExploreConfig:
     memory_limit_mb: int = 8192
     in_process: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
+    planner: str | None = None  # issue 9 (this field and the five below)
+    timeout: float | None = None
+    max_output_tokens: int | None = None
+    retries: int | None = None
+    tool_choice: str | None = None
+    tool_profile: str | None = None
 
     def public(self) -> dict:
         """The configuration as written to run.json (no secrets)."""
@@ -175,10 +190,18 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
         progress.done(f"loaded {dataset['n_rows']} rows × {dataset['n_columns']} columns")
         dispatcher = Dispatcher(runner, ledger, transcript, stored)
         try:
-            if cfg.model == "autopilot":
+            planner = choose_planner(cfg)  # issue 9: --planner llm|hybrid|autopilot
+            if planner == "autopilot":
                 from serendip.agent.autopilot import Autopilot
 
                 outcome = Autopilot(dispatcher, dataset, cfg, progress).run()
+                if cfg.model != "autopilot":
+                    outcome.notes.insert(0, f"Planner autopilot: the model {cfg.model} was not used.")
+            elif planner == "hybrid":
+                from serendip.agent.hybrid import run_hybrid
+
+                outcome = run_hybrid(cfg, dispatcher, dataset, transcript, progress, resume=resume,
+                                     chat_model=chat_model)
             else:
                 from serendip.agent.llm_run import run_llm
 
@@ -200,15 +223,37 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
     return outcome, out
 
 
+def choose_planner(cfg: ExploreConfig) -> str:
+    """'autopilot' without a model; else the planner setting (flag, environment, config; default llm)."""
+    if cfg.model == "autopilot":
+        return "autopilot"
+    if cfg.planner:
+        return cfg.planner
+    from serendip.agent.models import ModelConfigError, resolve_model_config
+
+    try:
+        return resolve_model_config(cfg.model, cfg.base_url, cfg.api_key, require_key=False).planner
+    except ModelConfigError:
+        return "llm"  # run_llm reports the bad setting as the run's error
+
+
 def write_outputs(out: Path, cfg: ExploreConfig, dataset: dict, ledger: Ledger, outcome: RunOutcome,
                   run_info: dict, started: float, transcript: Transcript) -> None:
     """Write findings.json, rows.csv, report.md, report.html and the final run.json."""
-    findings = ledger.final_findings(only_recorded=cfg.model != "autopilot" and outcome.status != "error"
+    # issue 9: a hybrid run keeps the systematic pass's candidates (less the dismissed ones)
+    findings = ledger.final_findings(only_recorded=cfg.model != "autopilot" and outcome.planner == "llm"
+                                     and outcome.status != "error"
                                      and any(c.status == "recorded" for c in ledger.candidates.values()))
     run_info.update({"exit_status": outcome.status, "reason": outcome.reason, "steps": outcome.steps,
                      "tokens": outcome.tokens, "wall_time_s": round(time.time() - started, 2),
                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "n_tool_calls": len(ledger.results), "n_findings": len(findings)})
+    if outcome.planner:  # issue 9: the planner, any fallback, and the model side's measurements
+        run_info["planner"] = outcome.planner
+    if outcome.fallback:
+        run_info["fallback"] = outcome.fallback
+    if outcome.stats:
+        run_info["llm"] = outcome.stats
     ds = {"path": dataset.get("path", cfg.table), "sha256": dataset.get("sha256", ""),
           "n_rows": dataset.get("n_rows", 0), "n_columns": dataset.get("n_columns", 0)}
     write_findings_json(out, findings, ds, {"model": cfg.model, "seed": cfg.seed, "goal": cfg.goal,

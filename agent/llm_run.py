@@ -9,11 +9,22 @@ from serendip.agent.loop import AgentLoop, LoopLimits
 from serendip.agent.models import ModelConfigError, build_chat_model, resolve_model_config
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.prompts import system_prompt, task_prompt
+from serendip.agent.run_status import judge_progress
+from serendip.agent.tool_profiles import profile_schemas, resolve_profile, schema_size
 from serendip.tools.mdtext import code
 
 
+def model_settings(cfg, require_key: bool = True):
+    """The resolved model settings of a run: its flags (fields of ``cfg``) over the environment and config."""
+    return resolve_model_config(cfg.model, cfg.base_url, cfg.api_key, require_key=require_key,
+                                timeout=getattr(cfg, "timeout", None),
+                                max_output_tokens=getattr(cfg, "max_output_tokens", None),
+                                retries=getattr(cfg, "retries", None), tool_choice=getattr(cfg, "tool_choice", None),
+                                tool_profile=getattr(cfg, "tool_profile", None), planner=getattr(cfg, "planner", None))
+
+
 def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool = False, chat_model=None,
-            limits: LoopLimits | None = None) -> RunOutcome:
+            limits: LoopLimits | None = None, task: str | None = None) -> RunOutcome:
     """Let a chat model drive the tools until it finishes or a limit is reached.
 
     Args:
@@ -26,30 +37,56 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
         resume: Rebuild the conversation from the transcript of an interrupted attempt and go on.
         chat_model: A LangChain chat model to use instead of building one from ``cfg``.
         limits: Loop limits and retry policy (default: from ``cfg``).
+        task: The first user message (default: the goal and the table overview).
 
     Returns:
         The outcome, with notes for the report.
     """
     name = cfg.model
-    if chat_model is None:
-        try:
-            mcfg = resolve_model_config(cfg.model, cfg.base_url, cfg.api_key)
+    try:
+        mcfg = model_settings(cfg, require_key=chat_model is None)
+        if chat_model is None:
             chat_model = build_chat_model(mcfg, seed=cfg.seed)
-        except ModelConfigError as exc:
-            return RunOutcome(status="error", reason=str(exc))
-        name = mcfg.model
-    limits = limits or LoopLimits(max_steps=cfg.max_steps, max_tokens=cfg.max_tokens, time_limit=cfg.time_limit)
-    loop = AgentLoop(chat_model, dispatcher, transcript, limits, progress)
+    except ModelConfigError as exc:
+        return RunOutcome(status="error", reason=str(exc))
+    name = mcfg.model
+    limits = limits or LoopLimits(max_steps=cfg.max_steps, max_tokens=cfg.max_tokens, time_limit=cfg.time_limit,
+                                  max_tries=mcfg.retries + 1)
+    # issue 9: the tool profile (compact for small local models) and tool_choice
+    profile = resolve_profile(mcfg.tool_profile, mcfg.base_url)
+    from serendip.agent.agent_tools import agent_tool_schemas
+
+    full_sandbox, full_agent = list(dispatcher.runner.tool_schemas()), agent_tool_schemas()
+    tool_choice = None if mcfg.tool_choice == "off" else mcfg.tool_choice
+    loop = AgentLoop(chat_model, dispatcher, transcript, limits, progress, tool_choice=tool_choice,
+                     schemas=profile_schemas(profile, full_sandbox), agent_schemas=profile_schemas(profile, full_agent))
     records = transcript.records() if resume else []
     if any(r.get("type") == "message" for r in records):
         outcome = loop.resume(records)
     else:
         thresholds = getattr(cfg, "thresholds", None) or getattr(dispatcher.ledger, "thresholds", None)
         outcome = loop.run([SystemMessage(system_prompt(sorted(loop.sandbox_tools), thresholds, limits.max_steps)),
-                            HumanMessage(task_prompt(dataset, cfg.goal))])
+                            HumanMessage(task if task is not None else task_prompt(dataset, cfg.goal))])
+    outcome.planner = "llm"
+    outcome = judge_progress(outcome, dispatcher.ledger, loop.last_model_text)
+    outcome.stats = llm_stats(loop, profile, full_sandbox + full_agent, mcfg)
     outcome.notes = run_notes(name, outcome, dispatcher, resumed=resume)
+    if outcome.stats["text_calls_recovered"]:
+        outcome.notes.append(f"The model wrote {outcome.stats['text_calls_recovered']} tool calls as text in its "
+                             "messages; they were read from the text, validated like native calls and run, and the "
+                             "model was told to use the native format.")
     outcome.controlled = controls(dispatcher.ledger)
     return outcome
+
+
+def llm_stats(loop: AgentLoop, profile: str, full_schemas: list[dict], mcfg) -> dict:
+    """What run.json keeps about the model's side of the run: settings, schema sizes, latencies."""
+    recovered = sum(len(r.get("recovered_from_text") or []) for r in loop.transcript.records()
+                    if r.get("role") == "assistant")
+    return {"tool_profile": profile, "tool_choice": loop.tool_choice or "off",
+            "schema_size": schema_size(loop.schemas), "full_schema_size": schema_size(full_schemas),
+            "timeout_s": mcfg.timeout, "max_output_tokens": mcfg.max_output_tokens, "retries": mcfg.retries,
+            "latencies_s": [round(x, 3) for x in loop.latencies], "text_calls_recovered": recovered}
 
 
 def run_notes(model: str, outcome: RunOutcome, dispatcher, resumed: bool = False) -> list[str]:

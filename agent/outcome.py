@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-EXIT_STATUSES = ("completed", "step_limit", "token_limit", "time_limit", "interrupted", "error")
+EXIT_STATUSES = ("completed", "step_limit", "token_limit", "time_limit", "interrupted", "error",
+                 "no_progress")  # issue 9: no_progress = no analysis tool succeeded
 
 
 @dataclass
@@ -12,13 +13,18 @@ class RunOutcome:
     """The end of a run.
 
     Attributes:
-        status: One of completed, step_limit, token_limit, time_limit, interrupted, error.
+        status: One of completed, step_limit, token_limit, time_limit, interrupted, error, no_progress.
         reason: One line saying why the run stopped (empty when completed normally).
         steps: Number of steps taken (model turns, or planner steps for the autopilot).
         tokens: Tokens used (prompt + completion; 0 for the autopilot).
         notes: What the planner understood and decided, for the report.
         controlled: What was controlled for and why, for the report.
-        summary: The model's own closing summary, if any.
+        summary: The model's own closing summary (given to finish), if any; model text, not evidence.
+        last_model_text: The model's last message when it stopped without finishing (quoted, never used as
+            a summary).
+        planner: Which planner produced the findings ('autopilot', 'llm', 'hybrid').
+        fallback: Why the run fell back to the autopilot's findings (empty when it did not).
+        stats: Measurements of the run for run.json (schema sizes, per-step latencies).
     """
 
     status: str = "completed"
@@ -28,3 +34,7 @@ class RunOutcome:
     notes: list[str] = field(default_factory=list)
     controlled: list[str] = field(default_factory=list)
     summary: str = ""
+    last_model_text: str = ""
+    planner: str = ""
+    fallback: str = ""
+    stats: dict = field(default_factory=dict)

@@ -4,7 +4,7 @@ tool results kept beside it so that a run can be resumed and a report rebuilt.""
 from __future__ import annotations
 
 import json
-import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from serendip.tools.jsonsafe import to_jsonable
@@ -25,8 +25,12 @@ class Transcript:
         self.results_dir.mkdir(parents=True, exist_ok=True)
 
     def append(self, record: dict) -> None:
-        """Write one record (flushed at once, so an interrupted run keeps everything before it)."""
-        record = {"time": round(time.time(), 3), **record}
+        """Write one record (flushed at once, so an interrupted run keeps everything before it).
+
+        ``time`` is an ISO-8601 UTC string to the microsecond: a string, so that the rounding of numbers
+        to six significant digits in ``to_jsonable`` cannot collapse every record onto one timestamp.
+        """
+        record = {"time": datetime.now(timezone.utc).isoformat(timespec="microseconds"), **record}
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(to_jsonable(record, digits=6), ensure_ascii=False) + "\n")
             fh.flush()

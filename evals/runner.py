@@ -48,6 +48,7 @@ class Job:
     judge: str | None = None
     judge_base_url: str | None = None
     redo: bool = False
+    settings: tuple = ()  # issue 9: resolved model settings as (name, value) pairs for ExploreConfig
 
     @property
     def id(self) -> str:
@@ -120,7 +121,7 @@ def explore_case(job: Job, table: Path, goal: str, seed: int, run_dir: Path) -> 
 
     cfg = ExploreConfig(table=str(table), goal=goal, out=str(run_dir), model=job.model, base_url=job.base_url,
                         api_key=job.api_key, seed=seed, max_steps=job.max_steps, time_limit=job.time_limit,
-                        in_process=job.in_process)
+                        in_process=job.in_process, **dict(job.settings))
     explore(cfg, progress=Progress(quiet=True))
 
 
@@ -266,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redo", action="store_true", help="rerun cases whose run already finished in --out")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
+    from serendip.agent.cli import add_model_options
+
+    add_model_options(p)  # issue 9: --planner, --timeout, --max-output-tokens, --retries, --tool-choice, --tool-profile
     return p
 
 
@@ -293,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     from serendip.agent.models import ModelConfigError, resolve_model_config
 
     try:
-        mcfg = resolve_model_config(model=args.model, base_url=args.base_url)
+        from serendip.agent.cli import model_flags
+
+        mcfg = resolve_model_config(model=args.model, base_url=args.base_url, **model_flags(args))
         if args.judge:
             resolve_model_config(model=args.judge, base_url=args.judge_base_url)
     except ModelConfigError as exc:
@@ -305,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     variants = [True] if args.anonymised else [False, True] if args.both else [False]
     jobs = [Job(case_path=c.path, case_name=c.name, anonymised=anon, out_root=str(out), model=mcfg.model,
                 base_url=mcfg.base_url, api_key=mcfg.api_key, max_steps=args.max_steps, time_limit=args.time_limit,
-                in_process=args.in_process, judge=args.judge, judge_base_url=args.judge_base_url, redo=args.redo)
+                in_process=args.in_process, judge=args.judge, judge_base_url=args.judge_base_url, redo=args.redo,
+                settings=() if mcfg.is_autopilot else (
+                    ("planner", mcfg.planner), ("timeout", mcfg.timeout), ("max_output_tokens", mcfg.max_output_tokens),
+                    ("retries", mcfg.retries), ("tool_choice", mcfg.tool_choice), ("tool_profile", mcfg.tool_profile)))
             for c in cases for anon in variants]
     out.mkdir(parents=True, exist_ok=True)
     with EvalProgress(len(jobs), quiet=args.quiet) as progress:
@@ -334,7 +343,7 @@ def run_meta(model: str, base_url: str | None, args: argparse.Namespace, variant
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "variants": ", ".join("anonymised" if v else "plain" for v in variants), "fast": args.fast,
             "max_steps": args.max_steps, "time_limit_s": args.time_limit, "jobs": args.jobs,
-            "cases": args.cases or "all"}
+            "cases": args.cases or "all", "planner": args.planner, "tool_profile": args.tool_profile}
 
 
 if __name__ == "__main__":  # pragma: no cover
