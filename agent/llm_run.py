@@ -61,6 +61,7 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
     loop = AgentLoop(chat_model, dispatcher, transcript, limits, progress, tool_choice=tool_choice,
                      schemas=profile_schemas(profile, full_sandbox), agent_schemas=profile_schemas(profile, full_agent))
     records = transcript.records() if resume else []
+    first_result = len(dispatcher.ledger.results)  # a hybrid run's systematic pass came before
     if any(r.get("type") == "message" for r in records):
         outcome = loop.resume(records)
     else:
@@ -70,7 +71,7 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
     outcome.planner = "llm"
     outcome = judge_progress(outcome, dispatcher.ledger, loop.last_model_text)
     outcome.stats = llm_stats(loop, profile, full_sandbox + full_agent, mcfg)
-    outcome.notes = run_notes(name, outcome, dispatcher, resumed=resume)
+    outcome.notes = run_notes(name, outcome, dispatcher, resumed=resume, first_result=first_result)
     if outcome.stats["text_calls_recovered"]:
         outcome.notes.append(f"The model wrote {outcome.stats['text_calls_recovered']} tool calls as text in its "
                              "messages; they were read from the text, validated like native calls and run, and the "
@@ -89,12 +90,13 @@ def llm_stats(loop: AgentLoop, profile: str, full_schemas: list[dict], mcfg) -> 
             "latencies_s": [round(x, 3) for x in loop.latencies], "text_calls_recovered": recovered}
 
 
-def run_notes(model: str, outcome: RunOutcome, dispatcher, resumed: bool = False) -> list[str]:
-    """What the model did, for the report."""
+def run_notes(model: str, outcome: RunOutcome, dispatcher, resumed: bool = False, first_result: int = 0) -> list[str]:
+    """What the model did, for the report (its own tool calls: those from ``first_result`` on)."""
     ledger = dispatcher.ledger
-    errors = sum(not r.ok for r in ledger.results.values())
+    own = list(ledger.results.values())[first_result:]
+    errors = sum(not r.ok for r in own)
     notes = [f"LLM {model} drove the tools for {outcome.steps} step{'s' if outcome.steps != 1 else ''} "
-             f"({len(ledger.results)} tool calls, {errors} refused with a fix-it message; {outcome.tokens} tokens)."]
+             f"({len(own)} tool calls, {errors} refused with a fix-it message; {outcome.tokens} tokens)."]
     if resumed and dispatcher.replayed:
         notes.append(f"Resumed an interrupted run: {dispatcher.replayed} finished tool calls were replayed "
                      "from their stored results.")

@@ -115,3 +115,17 @@ def test_compact_calls_validate_against_the_full_tools():
                "plot": {"kind": "scatter", "x": "a", "y": "b"}}
     for name, args in samples.items():
         validate_arguments(get_spec(name), args)  # raises on a compact argument the full tool refuses
+
+
+def test_eval_carries_the_model_settings_into_every_run(monkeypatch, tmp_path):
+    from serendip.agent import explore as explore_module
+    from serendip.evals import runner
+
+    args = runner.build_parser().parse_args(["--planner", "hybrid", "--tool-profile", "compact", "--timeout", "900"])
+    assert (args.planner, args.tool_profile, args.timeout) == ("hybrid", "compact", 900.0)
+    seen = []
+    monkeypatch.setattr(explore_module, "explore", lambda cfg, progress=None: seen.append(cfg))
+    job = runner.Job(case_path="c.toml", case_name="c", anonymised=False, out_root=str(tmp_path), model="m",
+                     base_url=LOCAL, settings=(("planner", "hybrid"), ("tool_profile", "compact"), ("timeout", 900.0)))
+    runner.explore_case(job, tmp_path / "t.csv", "goal", 0, tmp_path / "run")
+    assert (seen[0].planner, seen[0].tool_profile, seen[0].timeout) == ("hybrid", "compact", 900.0)
