@@ -82,7 +82,7 @@ def run_hybrid(cfg, dispatcher, dataset: dict, transcript, progress, resume: boo
                     task=task)
     done = model_progress(dispatcher.ledger, results_before, model)
     outcome = RunOutcome(status="completed", steps=base.steps + model.steps, tokens=model.tokens,
-                         notes=base.notes + model.notes, controlled=base.controlled + model.controlled[len(base.controlled):],
+                         notes=base.notes + model.notes, controlled=base.controlled + model.controlled,
                          planner="hybrid", stats=model.stats, last_model_text=model.last_model_text)
     if model.status == "interrupted":
         outcome.status, outcome.reason = model.status, model.reason

@@ -76,7 +76,7 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
         outcome.notes.append(f"The model wrote {outcome.stats['text_calls_recovered']} tool calls as text in its "
                              "messages; they were read from the text, validated like native calls and run, and the "
                              "model was told to use the native format.")
-    outcome.controlled = controls(dispatcher.ledger)
+    outcome.controlled = controls(dispatcher.ledger, first_result)
     return outcome
 
 
@@ -110,10 +110,10 @@ def run_notes(model: str, outcome: RunOutcome, dispatcher, resumed: bool = False
     return notes
 
 
-def controls(ledger) -> list[str]:
+def controls(ledger, first_result: int = 0) -> list[str]:
     """What was controlled for: the residualizations and controlled correlations the model ran."""
     out = []
-    for rid, r in ledger.results.items():
+    for rid, r in list(ledger.results.items())[first_result:]:
         if not r.ok:
             continue
         args = r.arguments or {}

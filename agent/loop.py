@@ -313,7 +313,7 @@ class AgentLoop:
                     raise
                 reason = one_line(exc)
                 if self._drop_tool_choice(exc, reason):  # issue 9: a server that cannot force tool calls
-                    continue
+                    return self._query()  # asked again without it (once: tool_choice is now None)
                 if isinstance(exc, ContextOverflowError):
                     raise Stop("token_limit",
                                f"the conversation no longer fits the model's context: {reason}") from None

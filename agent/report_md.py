@@ -6,7 +6,7 @@ from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.report import KIND_TITLES, code, escape_md, finding_block, fmt
 from serendip.agent.report_outcome import model_summary_section, no_progress_report, planner_lines  # issue 9
-from serendip.agent.run_status import NO_PROGRESS
+from serendip.agent.run_status import NO_PROGRESS, analysis_results_ok
 
 FOLLOW_UP = {
     "trend": "check that the trend holds within subsamples (bins of distance or luminosity, each categorical level) "
@@ -39,9 +39,11 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
             f"*Model:* {escape_md(model)}; *seed:* {run_info.get('seed')}; *exit status:* {status}  ",
             f"*Table:* {fmt(dataset.get('n_rows'))} rows × {fmt(dataset.get('n_columns'))} columns; "
             f"sha256 `{str(dataset.get('sha256', ''))[:16]}…`", ""]
-    if outcome.status == NO_PROGRESS:  # issue 9: say what happened, claim nothing about the table
+    if outcome.status == NO_PROGRESS or (model != "autopilot" and not analysis_results_ok(ledger)):
+        # issue 9: no analysis happened (no progress, or a limit or error before any): say so, claim nothing
         return no_progress_report(header=out, outcome=outcome, model=model, ledger=ledger,
-                                  dataset_lines=dataset_section(dataset), provenance=provenance_section(ledger, run_info))
+                                  dataset_lines=dataset_section(dataset),
+                                  provenance=provenance_section(ledger, run_info))
     out += planner_lines(outcome)
     if outcome.summary:
         out += model_summary_section(outcome.summary)

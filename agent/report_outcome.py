@@ -51,7 +51,7 @@ def no_progress_report(*, header: list[str], outcome, model: str, ledger, datase
 
     Args:
         header: The report's title and run lines.
-        outcome: The run's outcome (status ``no_progress``).
+        outcome: The run's outcome (``no_progress``, or a limit or error before any analysis succeeded).
         model: The model's name.
         ledger: The run's ledger (its refused calls are listed).
         dataset_lines: The dataset section (as loaded, before any analysis).
@@ -71,10 +71,11 @@ def no_progress_report(*, header: list[str], outcome, model: str, ledger, datase
     if outcome.summary:
         out += ["The model called finish with this text, quoted as model text:", "",
                 *quote_model_text(outcome.summary), ""]
-    out += ["What to try: a model that supports tool calls on this server (with llama.cpp, start "
-            "`llama-server --jinja`), `--tool-profile compact` for a small model, or `--planner hybrid`, which "
-            "runs the autopilot's systematic pass first and falls back to it when the model makes no progress.",
-            ""]
+    if outcome.status == "no_progress":
+        out += ["What to try: a model that supports tool calls on this server (with llama.cpp, start "
+                "`llama-server --jinja`), `--tool-profile compact` for a small model, or `--planner hybrid`, which "
+                "runs the autopilot's systematic pass first and falls back to it when the model makes no progress.",
+                ""]
     out += ["## Run notes", ""] + [f"- {escape_md(n)}" for n in outcome.notes] + [""]
     out += dataset_lines
     out += provenance

@@ -42,6 +42,11 @@ def planted_frame(n: int = 200) -> pd.DataFrame:
     return pd.DataFrame({"x": x, "y": 2 * x + r.normal(scale=0.5, size=n), "z": r.normal(size=n)})
 
 
+def stub(script: list[dict]) -> StubOpenAIServer:
+    """The stub server, alive long enough for a systematic pass on a loaded machine."""
+    return StubOpenAIServer(script, lifetime=900.0)
+
+
 def fixtures(scenario: str) -> list[dict]:
     found = []
     for path in sorted(FIXTURES.glob("*.json")):
@@ -74,7 +79,7 @@ def test_calls_written_as_text_are_recovered_and_run(tmp_path, fixture):
     table = write_table(tmp_path)
     if fixture.get("table_sha256"):
         assert hashlib.sha256(table.read_bytes()).hexdigest() == fixture["table_sha256"]
-    with StubOpenAIServer(script_of(fixture) + [tool_calls_reply(("finish", {"summary": "stub end"}))]) as server:
+    with stub(script_of(fixture) + [tool_calls_reply(("finish", {"summary": "stub end"}))]) as server:
         outcome, out, records = run(server, tmp_path, table, planner="llm", tool_choice="off")
     assistant = [r for r in records if r.get("role") == "assistant"]
     recovered = [r for r in assistant if r.get("recovered_from_text")]
@@ -86,7 +91,8 @@ def test_calls_written_as_text_are_recovered_and_run(tmp_path, fixture):
     request = server.requests[first + 1]
     calls = [m for m in request["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
     assert calls and calls[0]["tool_calls"][0]["id"].startswith("text_")
-    assert any(m["role"] == "tool" and m["tool_call_id"] == calls[0]["tool_calls"][0]["id"] for m in request["messages"])
+    first_id = calls[0]["tool_calls"][0]["id"]
+    assert any(m["role"] == "tool" and m["tool_call_id"] == first_id for m in request["messages"])
     assert "native function-calling" in request["messages"][-1]["content"]
     assert "tool_choice" not in server.requests[0]
     run_json = json.loads((out / "run.json").read_text())
@@ -97,7 +103,7 @@ def test_calls_written_as_text_are_recovered_and_run(tmp_path, fixture):
 @pytest.mark.parametrize("fixture", fixtures("no_progress"))
 def test_a_model_that_never_calls_a_tool_ends_no_progress_with_a_nonzero_exit(tmp_path, fixture, capsys):
     table = write_table(tmp_path)
-    with StubOpenAIServer(script_of(fixture)) as server:
+    with stub(script_of(fixture)) as server:
         code = cli_main(["explore", str(table), "--model", "qwen1.5b", "--base-url", server.base_url,
                          "--out", str(tmp_path / "run"), "--max-steps", "6", "--quiet"])
     assert code == EXIT_NO_PROGRESS != 0
@@ -120,7 +126,7 @@ def test_a_model_that_never_calls_a_tool_ends_no_progress_with_a_nonzero_exit(tm
 
 def test_finish_without_any_analysis_is_no_progress_too(tmp_path):
     table = write_table(tmp_path)
-    with StubOpenAIServer([tool_calls_reply(("finish", {"summary": "The table has a strong x-y trend."}))]) as server:
+    with stub([tool_calls_reply(("finish", {"summary": "The table has a strong x-y trend."}))]) as server:
         outcome, out, _ = run(server, tmp_path, table, planner="llm")
     assert outcome.status == "no_progress" and "did not call any analysis tool" in outcome.reason
     report = (out / "report.md").read_text()
@@ -130,7 +136,7 @@ def test_finish_without_any_analysis_is_no_progress_too(tmp_path):
 @pytest.mark.parametrize("fixture", fixtures("text_calls"))
 def test_compact_profile_on_loopback_and_its_size(tmp_path, fixture):
     table = write_table(tmp_path)
-    with StubOpenAIServer(script_of(fixture) + [tool_calls_reply(("finish", {"summary": "end"}))]) as server:
+    with stub(script_of(fixture) + [tool_calls_reply(("finish", {"summary": "end"}))]) as server:
         _, out, _ = run(server, tmp_path, table, planner="llm")
     llm = json.loads((out / "run.json").read_text())["llm"]
     sent = len(json.dumps(server.requests[0]["tools"], ensure_ascii=False))
@@ -144,7 +150,7 @@ def test_compact_profile_on_loopback_and_its_size(tmp_path, fixture):
 @pytest.mark.parametrize("fixture", fixtures("text_calls"))
 def test_transcript_times_are_exact_with_latency_and_tokens(tmp_path, fixture):
     table = write_table(tmp_path)
-    with StubOpenAIServer(script_of(fixture) + [tool_calls_reply(("finish", {"summary": "end"}))]) as server:
+    with stub(script_of(fixture) + [tool_calls_reply(("finish", {"summary": "end"}))]) as server:
         _, _, records = run(server, tmp_path, table, planner="llm")
     times = [datetime.fromisoformat(r["time"]) for r in records]
     assert all(t.tzinfo is not None for t in times) and times == sorted(times)
@@ -160,7 +166,7 @@ def test_a_server_that_refuses_tool_choice_is_asked_again_without_it(tmp_path):
     table = write_table(tmp_path)
     script = [error_reply(400, "tool_choice param requires --jinja flag"),
               tool_calls_reply(("describe", {})), tool_calls_reply(("finish", {"summary": "described (R1)"}))]
-    with StubOpenAIServer(script) as server:
+    with stub(script) as server:
         outcome, _, records = run(server, tmp_path, table, planner="llm")
     assert outcome.status == "completed" and not server.unexpected
     assert server.requests[0]["tool_choice"] == "required" and "tool_choice" not in server.requests[1]
@@ -170,7 +176,7 @@ def test_a_server_that_refuses_tool_choice_is_asked_again_without_it(tmp_path):
 @pytest.mark.parametrize("fixture", fixtures("no_progress"))
 def test_hybrid_falls_back_to_the_autopilot_and_says_so(tmp_path, fixture, capsys):
     table = write_table(tmp_path, n=150)  # under the autopilot's UMAP size: fast
-    with StubOpenAIServer(script_of(fixture)) as server:
+    with stub(script_of(fixture)) as server:
         code = cli_main(["explore", str(table), "--model", "qwen1.5b", "--base-url", server.base_url,
                          "--out", str(tmp_path / "run"), "--planner", "hybrid", "--max-steps", "4", "--quiet"])
     assert code == 0
@@ -192,7 +198,7 @@ def test_hybrid_model_follows_up_records_and_writes_the_narrative(tmp_path):
     script = [tool_calls_reply(("plot", {"kind": "scatter", "x": "x", "y": "y"})),
               tool_calls_reply(("record_finding", {"candidate": "C1", "interpretation": "x and y rise together."})),
               tool_calls_reply(("finish", {"summary": "x rises with y (C1); z is independent."}))]
-    with StubOpenAIServer(script) as server:
+    with stub(script) as server:
         outcome, out, _ = run(server, tmp_path, table, planner="hybrid")
     assert outcome.status == "completed" and not outcome.fallback and not server.unexpected
     assert outcome.planner == "hybrid" and outcome.summary.startswith("x rises with y")
@@ -212,7 +218,7 @@ def test_recorded_runs_replay_to_the_same_end(tmp_path, fixture):
     table = write_table(tmp_path)
     assert hashlib.sha256(table.read_bytes()).hexdigest() == fixture["table_sha256"]
     flags = dict(zip(fixture["flags"][::2], fixture["flags"][1::2]))
-    with StubOpenAIServer(script_of(fixture)) as server:
+    with stub(script_of(fixture)) as server:
         outcome, out, records = run(server, tmp_path, table, planner=flags["--planner"],
                                     tool_choice=flags["--tool-choice"], max_steps=int(flags["--max-steps"]))
     real = fixture["run"]
@@ -222,3 +228,12 @@ def test_recorded_runs_replay_to_the_same_end(tmp_path, fixture):
     for sent, ex in zip(server.requests, fixture["exchanges"]):
         assert [t["function"]["name"] for t in sent.get("tools", [])] == ex["request"]["tool_names"]
         assert sent.get("tool_choice") == ex["request"]["tool_choice"]
+
+
+def test_tool_choice_refusal_does_not_use_up_the_retries(tmp_path):
+    table = write_table(tmp_path)
+    script = [error_reply(400, "tool_choice is not supported"), tool_calls_reply(("describe", {})),
+              tool_calls_reply(("finish", {"summary": "described (R1)"}))]
+    with stub(script) as server:
+        outcome, _, _ = run(server, tmp_path, table, planner="llm", retries=0)
+    assert outcome.status == "completed" and len(server.requests) == 3
