@@ -15,6 +15,7 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_RUN_INCOMPLETE = 1
 EXIT_BAD_INPUT = 2
+EXIT_NO_PROGRESS = 3  # issue 9: the model ran but no analysis tool succeeded
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -38,9 +39,14 @@ SETTING_FLAGS = {
     "time_limit": ("--time-limit", float, "wall-clock limit of the run in seconds (default 3600)"),
     "tool_time_limit": ("--tool-time-limit", float, "wall-clock limit of one tool call in seconds (default 600)"),
     "memory_limit_mb": ("--memory-limit", int, "memory cap of the tool worker in MB (default 8192)"),
-    "request_timeout": ("--request-timeout", float, "seconds to wait for one model response (default 120)"),
-    "max_output_tokens": ("--max-output-tokens", int, "most tokens in one model reply (default: the server's)"),
-    "max_retries": ("--max-retries", int, "attempts per model call on provider faults (default 5)"),
+    "request_timeout": ("--request-timeout", float, "seconds to wait for one model response (default 120; 600 on loopback)"),
+    "max_output_tokens": ("--max-output-tokens", int, "most tokens in one model reply (default: the server's; 1024 on loopback)"),
+    "max_retries": ("--max-retries", int, "attempts per model call on provider faults (default 5; 2 on loopback)"),
+    "planner": ("--planner", str, "with a model: llm (the model plans), hybrid (the autopilot's pass first, then "
+                                  "the model follows up; falls back to the pass) or autopilot (default llm)"),
+    "tool_choice": ("--tool-choice", str, "tool_choice sent to the server: required, auto or off (default required)"),
+    "tool_profile": ("--tool-profile", str, "tool schemas shown to the model: auto, full or compact (default auto: "
+                                            "compact on a loopback endpoint)"),
 }
 """Settings that have a command-line flag: field -> (flag, type, help). ``--model`` and ``--base-url`` too."""
 
@@ -142,6 +148,11 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
         return fail("interrupted", EXIT_RUN_INCOMPLETE)
     outcome, out_dir = run.outcome, run.out_dir
     report = run.report_path
+    if outcome.fallback:
+        print(f"serendip: warning: fell back to the autopilot: {outcome.fallback}", file=sys.stderr)
+    if outcome.status == "no_progress":
+        print(f"Report (no analysis was done): {report}", file=sys.stderr)
+        return fail(f"run ended with status no_progress: {outcome.reason}", EXIT_NO_PROGRESS)
     if outcome.status == "completed":
         print(f"Report: {report}  (also report.md, findings.json, rows.csv in {out_dir})")
         return EXIT_OK

@@ -75,6 +75,11 @@ class ExploreConfig:
         """The reporting thresholds."""
         return self.settings.thresholds
 
+    def with_settings(self, **values) -> "ExploreConfig":
+        """A copy of this configuration with some settings changed (``max_steps=``, ``time_limit=`` ...)."""
+        return ExploreConfig(self.table, self.goal, self.out, self.in_process,
+                             settings=self.settings.replace(**values), memory=self.memory)
+
     def public(self) -> dict:
         """The configuration as written to run.json (no secrets)."""
         data = {"table": self.table, "goal": self.goal, "out": self.out, "in_process": self.in_process,
@@ -270,10 +275,18 @@ def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: P
         except KnowledgeOpenError as exc:
             raise RunSetupError(str(exc)) from None
         try:
-            if cfg.model == "autopilot":
+            planner = choose_planner(cfg)  # --planner llm|hybrid|autopilot
+            if planner == "autopilot":
                 from serendip.agent.autopilot import Autopilot
 
                 outcome = Autopilot(dispatcher, dataset, cfg, progress).run()
+                if cfg.model != "autopilot":
+                    outcome.notes.insert(0, f"Planner autopilot: the model {cfg.model} was not used.")
+            elif planner == "hybrid":
+                from serendip.agent.hybrid import run_hybrid
+
+                outcome = run_hybrid(cfg, dispatcher, dataset, transcript, progress, resume=resume,
+                                     chat_model=chat_model)
             else:
                 from serendip.agent.llm_run import run_llm
 
@@ -295,10 +308,17 @@ def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: P
     return outcome, out
 
 
+def choose_planner(cfg: ExploreConfig) -> str:
+    """'autopilot' without a model; else the planner setting (flag, environment, config; default llm)."""
+    return "autopilot" if cfg.model == "autopilot" else cfg.settings.planner
+
+
 def write_outputs(out: Path, cfg: ExploreConfig, dataset: dict, ledger: Ledger, outcome: RunOutcome,
                   run_info: dict, started: float, transcript: Transcript, knowledge=None) -> None:
     """Write findings.json, rows.csv, report.md, report.html and the final run.json."""
-    findings = ledger.final_findings(only_recorded=cfg.model != "autopilot" and outcome.status != "error"
+    # issue 9: a hybrid run keeps the systematic pass's candidates (less the dismissed ones)
+    findings = ledger.final_findings(only_recorded=cfg.model != "autopilot" and outcome.planner == "llm"
+                                     and outcome.status != "error"
                                      and any(c.status == "recorded" for c in ledger.candidates.values()))
     findings, novelty_notes = apply_novelty(findings, knowledge, dataset, cfg.goal, out)
     outcome.notes.extend(novelty_notes)
@@ -306,6 +326,12 @@ def write_outputs(out: Path, cfg: ExploreConfig, dataset: dict, ledger: Ledger, 
                      "tokens": outcome.tokens, "wall_time_s": round(time.time() - started, 2),
                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "n_tool_calls": len(ledger.results), "n_findings": len(findings)})
+    if outcome.planner:  # issue 9: the planner, any fallback, and the model side's measurements
+        run_info["planner"] = outcome.planner
+    if outcome.fallback:
+        run_info["fallback"] = outcome.fallback
+    if outcome.stats:
+        run_info["llm"] = outcome.stats
     ds = {"path": dataset.get("path", cfg.table), "sha256": dataset.get("sha256", ""),
           "n_rows": dataset.get("n_rows", 0), "n_columns": dataset.get("n_columns", 0)}
     write_findings_json(out, findings, ds, {"model": cfg.model, "seed": cfg.seed, "goal": cfg.goal,

@@ -9,12 +9,14 @@ from serendip.agent.loop import AgentLoop, LoopLimits
 from serendip.agent.models import build_chat_model
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.prompts import system_prompt, task_prompt
+from serendip.agent.run_status import judge_progress
+from serendip.agent.tool_profiles import profile_schemas, resolve_profile, schema_size
 from serendip.agent.settings import SettingsError
 from serendip.tools.mdtext import code
 
 
 def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool = False, chat_model=None,
-            limits: LoopLimits | None = None) -> RunOutcome:
+            limits: LoopLimits | None = None, task: str | None = None) -> RunOutcome:
     """Let a chat model drive the tools until it finishes or a limit is reached.
 
     Args:
@@ -26,36 +28,65 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
         resume: Rebuild the conversation from the transcript of an interrupted attempt and go on.
         chat_model: A LangChain chat model to use instead of building one from ``cfg``.
         limits: Loop limits and retry policy (default: from ``cfg``).
+        task: The first user message (default: the goal and the table overview).
 
     Returns:
         The outcome, with notes for the report.
     """
     name = cfg.model
+    settings = cfg.settings.for_endpoint()
     if chat_model is None:
         try:
-            chat_model = build_chat_model(cfg.settings)
+            chat_model = build_chat_model(settings)
         except SettingsError as exc:
             return RunOutcome(status="error", reason=str(exc))
-    limits = limits or LoopLimits.from_settings(cfg.settings)
-    loop = AgentLoop(chat_model, dispatcher, transcript, limits, progress)
+    limits = limits or LoopLimits.from_settings(settings)
+    # the tool profile (compact for small local models) and tool_choice
+    profile = resolve_profile(settings.tool_profile, settings.base_url)
+    from serendip.agent.agent_tools import agent_tool_schemas
+
+    full_sandbox, full_agent = list(dispatcher.runner.tool_schemas()), agent_tool_schemas()
+    tool_choice = None if settings.tool_choice == "off" else settings.tool_choice
+    loop = AgentLoop(chat_model, dispatcher, transcript, limits, progress, tool_choice=tool_choice,
+                     schemas=profile_schemas(profile, full_sandbox), agent_schemas=profile_schemas(profile, full_agent))
     records = transcript.records() if resume else []
+    first_result = len(dispatcher.ledger.results)  # a hybrid run's systematic pass came before
     if any(r.get("type") == "message" for r in records):
         outcome = loop.resume(records)
     else:
         thresholds = getattr(cfg, "thresholds", None) or getattr(dispatcher.ledger, "thresholds", None)
         outcome = loop.run([SystemMessage(system_prompt(sorted(loop.sandbox_tools), thresholds, limits.max_steps)),
-                            HumanMessage(task_prompt(dataset, cfg.goal))])
-    outcome.notes = run_notes(name, outcome, dispatcher, resumed=resume)
-    outcome.controlled = controls(dispatcher.ledger)
+                            HumanMessage(task if task is not None else task_prompt(dataset, cfg.goal))])
+    outcome.planner = "llm"
+    outcome = judge_progress(outcome, dispatcher.ledger, loop.last_model_text)
+    outcome.stats = llm_stats(loop, profile, full_sandbox + full_agent, settings)
+    outcome.notes = run_notes(name, outcome, dispatcher, resumed=resume, first_result=first_result)
+    if outcome.stats["text_calls_recovered"]:
+        outcome.notes.append(f"The model wrote {outcome.stats['text_calls_recovered']} tool calls as text in its "
+                             "messages; they were read from the text, validated like native calls and run, and the "
+                             "model was told to use the native format.")
+    outcome.controlled = controls(dispatcher.ledger, first_result)
     return outcome
 
 
-def run_notes(model: str, outcome: RunOutcome, dispatcher, resumed: bool = False) -> list[str]:
-    """What the model did, for the report."""
+def llm_stats(loop: AgentLoop, profile: str, full_schemas: list[dict], settings) -> dict:
+    """What run.json keeps about the model's side of the run: settings, schema sizes, latencies."""
+    recovered = sum(len(r.get("recovered_from_text") or []) for r in loop.transcript.records()
+                    if r.get("role") == "assistant")
+    return {"tool_profile": profile, "tool_choice": loop.tool_choice or "off",
+            "schema_size": schema_size(loop.schemas), "full_schema_size": schema_size(full_schemas),
+            "timeout_s": settings.request_timeout, "max_output_tokens": settings.max_output_tokens,
+            "max_retries": settings.max_retries,
+            "latencies_s": [round(x, 3) for x in loop.latencies], "text_calls_recovered": recovered}
+
+
+def run_notes(model: str, outcome: RunOutcome, dispatcher, resumed: bool = False, first_result: int = 0) -> list[str]:
+    """What the model did, for the report (its own tool calls: those from ``first_result`` on)."""
     ledger = dispatcher.ledger
-    errors = sum(not r.ok for r in ledger.results.values())
+    own = list(ledger.results.values())[first_result:]
+    errors = sum(not r.ok for r in own)
     notes = [f"LLM {model} drove the tools for {outcome.steps} step{'s' if outcome.steps != 1 else ''} "
-             f"({len(ledger.results)} tool calls, {errors} refused with a fix-it message; {outcome.tokens} tokens)."]
+             f"({len(own)} tool calls, {errors} refused with a fix-it message; {outcome.tokens} tokens)."]
     if resumed and dispatcher.replayed:
         notes.append(f"Resumed an interrupted run: {dispatcher.replayed} finished tool calls were replayed "
                      "from their stored results.")
@@ -69,10 +100,10 @@ def run_notes(model: str, outcome: RunOutcome, dispatcher, resumed: bool = False
     return notes
 
 
-def controls(ledger) -> list[str]:
+def controls(ledger, first_result: int = 0) -> list[str]:
     """What was controlled for: the residualizations and controlled correlations the model ran."""
     out = []
-    for rid, r in ledger.results.items():
+    for rid, r in list(ledger.results.items())[first_result:]:
         if not r.ok:
             continue
         args = r.arguments or {}

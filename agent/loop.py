@@ -26,6 +26,7 @@ from serendip.agent.models import ModelAdapter, RetryPolicy
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.prompts import reminder_prompt, wrap_up_prompt
 from serendip.agent.settings import Settings
+from serendip.agent.text_tool_calls import native_format_note, recover_text_calls  # issue 9
 from serendip.tools.jsonsafe import dumps, to_jsonable
 
 MAX_CANDIDATES_SHOWN = 15
@@ -129,21 +130,33 @@ class AgentLoop:
         progress: Progress display (None for silence).
         clock: Monotonic clock (injectable for tests).
         sleep: Sleep function (injectable for tests).
+        tool_choice: Sent with every request ('required', 'auto'; None = not sent). Dropped for the rest of
+            the run if the server refuses it.
+        schemas: The sandbox tools' schemas as shown to the model (a profile, see
+            :mod:`~serendip.agent.tool_profiles`; default: the runner's full schemas).
+        agent_schemas: The agent tools' schemas as shown to the model (default: full).
     """
 
     def __init__(self, chat_model, dispatcher, transcript, limits: LoopLimits | None = None, progress=None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 tool_choice: str | None = None, schemas: list[dict] | None = None,
+                 agent_schemas: list[dict] | None = None) -> None:
         self.dispatcher = dispatcher
         self.transcript = transcript
         self.limits = limits or LoopLimits()
         self.progress = progress
         self.clock = clock
         self.sleep = sleep
-        self.sandbox_schemas = list(dispatcher.runner.tool_schemas())
+        self.sandbox_schemas = list(schemas if schemas is not None else dispatcher.runner.tool_schemas())
         self.sandbox_tools = {s["function"]["name"] for s in self.sandbox_schemas}
-        self.schemas = self.sandbox_schemas + agent_tool_schemas()
+        self.schemas = self.sandbox_schemas + (agent_schemas if agent_schemas is not None else agent_tool_schemas())
         self.tool_names = sorted(self.sandbox_tools) + list(AGENT_TOOLS)
-        self.model = chat_model.bind_tools(self.schemas)
+        # issue 9: tool_choice asks servers that can (OpenAI, vLLM, llama.cpp --jinja) to force well-formed calls
+        self.chat_model = chat_model
+        self.tool_choice = tool_choice
+        self.model = self._bind()
+        self.last_model_text = ""
+        self.latencies: list[float] = []
         self.budget = Budget(self.limits.max_steps, self.limits.max_tokens, self.limits.time_limit, clock=clock)
         self.adapter = ModelAdapter(self.model, self.limits.retry_policy(), log=transcript.append,
                                     time_left=lambda: self.budget.time_left, sleep=sleep, raw_model=chat_model,
@@ -176,6 +189,11 @@ class AgentLoop:
     def tokens(self, value: int) -> None:
         self.budget.tokens = value
 
+    def _bind(self):
+        if self.tool_choice:
+            return self.chat_model.bind_tools(self.schemas, tool_choice=self.tool_choice)
+        return self.chat_model.bind_tools(self.schemas)
+
     # ------------------------------------------------------------------ public
     def run(self, messages: list[BaseMessage]) -> RunOutcome:
         """Start a conversation from ``messages`` (system and task prompts) and run it to the end."""
@@ -207,23 +225,29 @@ class AgentLoop:
     def _step(self) -> None:
         n = self.steps + 1
         self._say("step", f"step {n}/{self.limits.max_steps}: waiting for the model")
+        asked = time.perf_counter()
         ai = self._query()
+        latency = time.perf_counter() - asked
+        self.latencies.append(latency)
         self.steps = n
         used, estimated = self._count_tokens(ai)
         self.tokens += used
+        ai, recovered = recover_text_calls(ai, self.tool_names, n)  # issue 9: calls written as text
         for i, call in enumerate(list(ai.tool_calls) + list(ai.invalid_tool_calls)):
             call["id"] = call.get("id") or f"call_{n}_{i}"  # some local servers omit ids; replies must match
-        self._log_ai(ai, used, estimated)
+        self._log_ai(ai, used, estimated, latency=latency, recovered=recovered)
         self.messages.append(ai)
         self._handle_turn(ai)
+        if recovered:
+            self._append(HumanMessage(native_format_note(len(recovered))), kind="format_note")
 
     def _handle_turn(self, ai: AIMessage) -> None:
         """Answer every tool call of a model turn (or remind it to use tools)."""
         calls = list(ai.tool_calls) + list(ai.invalid_tool_calls)
         if not calls:
             self.no_tool_streak += 1
+            self.last_model_text = message_text(ai).strip()  # issue 9: quoted as model text, never a summary
             if self.no_tool_streak >= 2:
-                self.summary = self.summary or message_text(ai).strip()
                 raise Stop("completed", "the model stopped calling tools")
             if not self._replaying:
                 self._append(HumanMessage(reminder_prompt()), kind="reminder")
@@ -288,8 +312,25 @@ class AgentLoop:
     # ------------------------------------------------------------------ the model call
     def _query(self) -> AIMessage:
         """One model call; the model layer retries provider faults and raises Stop when they persist."""
-        return self.adapter.invoke(self.messages, step=self.steps)
+        try:
+            return self.adapter.invoke(self.messages, step=self.steps)
+        except Stop as stop:
+            if stop.status == "provider_error" and self._drop_tool_choice(stop.reason):
+                return self.adapter.invoke(self.messages, step=self.steps)
+            raise
 
+
+    def _drop_tool_choice(self, reason: str) -> bool:
+        """When the server refuses ``tool_choice`` (a refusal naming it), stop sending it and say so."""
+        if not self.tool_choice or ("tool_choice" not in reason and "tool choice" not in reason.lower()):
+            return False
+        self.transcript.append({"type": "tool_choice_dropped", "step": self.steps + 1,
+                                "tool_choice": self.tool_choice, "error": reason})
+        self._say("done", f"the server refused tool_choice={self.tool_choice}; going on without it")
+        self.tool_choice = None
+        self.model = self._bind()
+        self.adapter.chat_model = self.model
+        return True
 
     def _count_tokens(self, ai: AIMessage) -> tuple[int, bool]:
         """Tokens of a call from the response's usage metadata; else about four characters a token."""
@@ -336,7 +377,16 @@ class AgentLoop:
             record["content"] = message_text(message)
         self.transcript.append(record)
 
-    def _log_ai(self, ai: AIMessage, used: int, estimated: bool) -> None:
+    def _log_ai(self, ai: AIMessage, used: int, estimated: bool, latency: float | None = None,
+                recovered: list | None = None) -> None:
+        usage = dict(ai.usage_metadata or {})
+        extra: dict[str, Any] = {}
+        if latency is not None:  # issue 9: per-step latency and token counts
+            extra["latency_s"] = round(latency, 3)
+            extra["prompt_tokens"] = usage.get("input_tokens")
+            extra["completion_tokens"] = usage.get("output_tokens")
+        if recovered:
+            extra["recovered_from_text"] = [r.source for r in recovered]
         self.transcript.append({
             "type": "message", "step": self.steps, "role": "assistant", "content": message_text(ai),
             "tool_calls": [{"id": c.get("id"), "name": c.get("name"), "args": c.get("args")} for c in ai.tool_calls],
@@ -344,7 +394,7 @@ class AgentLoop:
                                     "error": str(c.get("error") or "")[:300]} for c in ai.invalid_tool_calls],
             "usage": dict(ai.usage_metadata or {}), "tokens": used, "tokens_estimated": estimated,
             "model": (ai.response_metadata or {}).get("model_name"),
-            "finish_reason": (ai.response_metadata or {}).get("finish_reason")})
+            "finish_reason": (ai.response_metadata or {}).get("finish_reason"), **extra})
 
     def _rebuild(self, records: list[dict]) -> None:
         """Replay the logged conversation: messages as they were, tool calls through the Dispatcher

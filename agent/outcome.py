@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-EXIT_STATUSES = ("completed", "step_limit", "token_limit", "time_limit", "interrupted", "provider_error", "error")
+EXIT_STATUSES = ("completed", "step_limit", "token_limit", "time_limit", "interrupted", "provider_error", "error",
+                 "no_progress")  # no_progress: no analysis tool succeeded
 
 
 @dataclass
@@ -14,12 +15,18 @@ class RunOutcome:
     Attributes:
         status: One of completed, step_limit, token_limit, time_limit, interrupted, provider_error (the model
             provider refused, kept failing or kept sending unusable replies), error.
+            no_progress (no analysis tool succeeded).
         reason: One line saying why the run stopped (empty when completed normally).
         steps: Number of steps taken (model turns, or planner steps for the autopilot).
         tokens: Tokens used (prompt + completion; 0 for the autopilot).
         notes: What the planner understood and decided, for the report.
         controlled: What was controlled for and why, for the report.
-        summary: The model's own closing summary, if any.
+        summary: The model's own closing summary (given to finish), if any; model text, not evidence.
+        last_model_text: The model's last message when it stopped without finishing (quoted, never used as
+            a summary).
+        planner: Which planner produced the findings ('autopilot', 'llm', 'hybrid').
+        fallback: Why the run fell back to the autopilot's findings (empty when it did not).
+        stats: Measurements of the run for run.json (schema sizes, per-step latencies).
     """
 
     status: str = "completed"
@@ -29,3 +36,7 @@ class RunOutcome:
     notes: list[str] = field(default_factory=list)
     controlled: list[str] = field(default_factory=list)
     summary: str = ""
+    last_model_text: str = ""
+    planner: str = ""
+    fallback: str = ""
+    stats: dict = field(default_factory=dict)

@@ -8,6 +8,8 @@ from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.report import KIND_TITLES, code, finding_block, fmt
 from serendip.tools.mdtext import defuse_markdown, escape_md
+from serendip.agent.report_outcome import model_summary_section, no_progress_report, planner_lines
+from serendip.agent.run_status import NO_PROGRESS, analysis_results_ok
 
 FOLLOW_UP = {
     "trend": "check that the trend holds within subsamples (bins of distance or luminosity, each categorical level) "
@@ -40,8 +42,14 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
             f"*Model:* {escape_md(model)}; *seed:* {run_info.get('seed')}; *exit status:* {status}  ",
             f"*Table:* {fmt(dataset.get('n_rows'))} rows × {fmt(dataset.get('n_columns'))} columns; "
             f"sha256 `{str(dataset.get('sha256', ''))[:16]}…`", ""]
+    if outcome.status == NO_PROGRESS or (model != "autopilot" and not analysis_results_ok(ledger)):
+        # issue 9: no analysis happened (no progress, or a limit or error before any): say so, claim nothing
+        return no_progress_report(header=out, outcome=outcome, model=model, ledger=ledger,
+                                  dataset_lines=dataset_section(dataset),
+                                  provenance=provenance_section(ledger, run_info))
+    out += planner_lines(outcome)
     if outcome.summary:
-        out += ["## Summary", "", escape_md(outcome.summary), ""]
+        out += model_summary_section(outcome.summary)
 
     out += ["## Candidate new findings", ""]
     new = candidate_findings(findings)
@@ -65,16 +73,7 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
         out.append(f"- {escape_md(note)}")
     out.append("")
 
-    out += ["## Dataset and data quality", ""]
-    roles: dict[str, list[str]] = {}
-    for c in dataset.get("columns", []):
-        roles.setdefault(c.get("role", "?"), []).append(c["name"])
-    for role, names in roles.items():
-        shown = ", ".join(code(n, 40) for n in names[:25]) + (f" … (+{len(names) - 25})" if len(names) > 25 else "")
-        out.append(f"- {escape_md(role)} ({len(names)}): {shown}")
-    for w in dataset.get("warnings", [])[:20]:
-        out.append(f"- loading note: {escape_md(w)}")
-    out.append("")
+    out += dataset_section(dataset)
     for f in [f for f in findings if f["kind"] == "data_quality"]:
         out.append(finding_block(f))
 
@@ -97,9 +96,12 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
     kinds = sorted({f["kind"] for f in findings})
     for k in kinds:
         out.append(f"- {KIND_TITLES[k]}: {FOLLOW_UP[k]}")
-    out.append("- Every statistic above comes from a tool result named under *Evidence*; q-values are "
-               "Benjamini–Hochberg adjusted over all "
-               f"{len(ledger.run_pvalues())} tests of this run.")
+    n_tests = len(ledger.run_pvalues())
+    if n_tests:
+        out.append("- Every statistic above comes from a tool result named under *Evidence*; q-values are "
+                   f"Benjamini–Hochberg adjusted over all {n_tests} tests of this run.")
+    else:
+        out.append("- No statistical test was run in this run.")
     dismissed = [c for c in ledger.candidates.values() if c.status == "dismissed"]
     if dismissed:
         out += ["", "Candidates set aside:"]
@@ -107,7 +109,33 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
             out.append(f"- {escape_md(c.cid)} ({escape_md(c.finding.get('title', ''))}): {escape_md(c.reason)}")
     out.append("")
 
-    out += ["## Provenance", "", "| result | tool | arguments | status | seconds |", "|---|---|---|---|---|"]
+    out += provenance_section(ledger, run_info)
+
+    out += ["## Appendix: tool results", ""]
+    for r in ledger.results.values():
+        if r.ok and r.markdown:
+            out += [f"### {escape_md(r.id)}: {escape_md(r.tool)}", "", defuse_markdown(r.markdown), ""]
+    return "\n".join(out)
+
+
+def dataset_section(dataset: dict) -> list[str]:
+    """The columns by role and the loading notes."""
+    out = ["## Dataset and data quality", ""]
+    roles: dict[str, list[str]] = {}
+    for c in dataset.get("columns", []):
+        roles.setdefault(c.get("role", "?"), []).append(c["name"])
+    for role, names in roles.items():
+        shown = ", ".join(code(n, 40) for n in names[:25]) + (f" … (+{len(names) - 25})" if len(names) > 25 else "")
+        out.append(f"- {escape_md(role)} ({len(names)}): {shown}")
+    for w in dataset.get("warnings", [])[:20]:
+        out.append(f"- loading note: {escape_md(w)}")
+    out.append("")
+    return out
+
+
+def provenance_section(ledger: Ledger, run_info: dict) -> list[str]:
+    """Every tool call with its arguments, status and time, and the versions."""
+    out = ["## Provenance", "", "| result | tool | arguments | status | seconds |", "|---|---|---|---|---|"]
     for r in ledger.results.values():
         args = ", ".join(f"{k}={v}" for k, v in r.arguments.items() if v not in (None, [], ""))
         args = args.replace("|", "\\|")
@@ -116,9 +144,4 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
         state = "ok" if r.ok else "error: " + escape_md(r.error or "", limit=100)
         out.append(f"| {escape_md(r.id)} | {escape_md(r.tool)} | {code(args, 120) if args else ''} | {state} | {r.elapsed:.2f} |")
     out += ["", f"Versions: {', '.join(f'{k} {v}' for k, v in run_info.get('versions', {}).items())}.", ""]
-
-    out += ["## Appendix: tool results", ""]
-    for r in ledger.results.values():
-        if r.ok and r.markdown:
-            out += [f"### {escape_md(r.id)}: {escape_md(r.tool)}", "", defuse_markdown(r.markdown), ""]
-    return "\n".join(out)
+    return out

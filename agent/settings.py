@@ -23,7 +23,8 @@ import math
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
+from urllib.parse import urlparse
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -40,6 +41,9 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
 FILE_ALIASES = {"timeout": "request_timeout"}
 FILE_SECTIONS = ("model", "limits", "thresholds")
 MASK = "********"
+LOCAL_REQUEST_TIMEOUT_S = 600.0
+LOCAL_MAX_OUTPUT_TOKENS = 1024
+LOCAL_MAX_RETRIES = 2
 
 
 class SettingsError(ValueError):
@@ -70,6 +74,13 @@ class Settings(BaseSettings):
     max_tool_failures: int = Field(3, ge=1, description="failed calls in a row after which a tool is refused (LLM runs)")
     wrap_up_steps: int = Field(2, ge=0, description="tell the model to wrap up when this many turns are left")
     wrap_up_fraction: float = Field(0.85, gt=0, le=1, description="... or when this fraction of tokens/time is spent")
+    planner: Literal["llm", "hybrid", "autopilot"] = Field(
+        "llm", description="with a model: llm (the model plans), hybrid (the autopilot's pass first, then the model "
+                           "follows up; falls back to the pass) or autopilot")
+    tool_choice: Literal["required", "auto", "off"] = Field(
+        "required", description="tool_choice sent to the server (off = not sent; dropped if the server refuses it)")
+    tool_profile: Literal["auto", "full", "compact"] = Field(
+        "auto", description="tool schemas shown to the model: compact for small models (auto = compact on loopback)")
     seed: int = Field(0, description="seed for every random choice")
     q_max: float = Field(0.05, gt=0, le=1, description="largest run-wide q-value of a significant trend")
     min_effect: float = Field(0.1, ge=0, le=1, description="smallest absolute effect worth reporting")
@@ -206,6 +217,25 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["api_key"] = MASK if self.api_key is not None else None
         return data
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the endpoint is on this machine (localhost, 127.0.0.0/8, ::1): likely a CPU server."""
+        if not self.base_url:
+            return False
+        host = (urlparse(self.base_url).hostname or "").lower()
+        return host in ("localhost", "::1") or host.startswith("127.")
+
+    def for_endpoint(self) -> "Settings":
+        """These settings with the defaults suited to the endpoint: on loopback (a CPU server, where a first
+        prompt can take minutes and a retry redoes all of it) a long request timeout, bounded replies and few
+        attempts, for each of these values that nobody set."""
+        if not self.is_loopback:
+            return self
+        local = {"request_timeout": LOCAL_REQUEST_TIMEOUT_S, "max_output_tokens": LOCAL_MAX_OUTPUT_TOKENS,
+                 "max_retries": LOCAL_MAX_RETRIES}
+        chosen = {k: v for k, v in local.items() if self.sources.get(k, "default") == "default"}
+        return self.replace(_source="default for a loopback endpoint", **chosen) if chosen else self
 
     def require_key(self) -> "Settings":
         """Refuse a hosted model that has no key.

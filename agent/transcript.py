@@ -4,7 +4,7 @@ tool results kept beside it so that a run can be resumed and a report rebuilt.""
 from __future__ import annotations
 
 import json
-import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from serendip.tools.jsonsafe import to_jsonable
@@ -55,11 +55,14 @@ class Transcript:
     def append(self, record: dict) -> None:
         """Write one record (flushed at once, so an interrupted run keeps everything before it).
 
+        ``time`` is an ISO-8601 UTC string to the microsecond: a string, so that the rounding of numbers
+        to six significant digits in ``to_jsonable`` cannot collapse every record onto one timestamp.
         A record larger than :data:`MAX_RECORD_CHARS` (a model sending megabytes of arguments) is written
         with its long strings and lists cut, each cut marked; what was cut is still over the argument
         bounds, so a resumed run refuses the same call again.
         """
-        record = to_jsonable({"time": round(time.time(), 3), **record}, digits=6)
+        record = to_jsonable(record, digits=6)
+        record = {"time": datetime.now(timezone.utc).isoformat(timespec="microseconds"), **record}
         line = json.dumps(record, ensure_ascii=False)
         if len(line) > MAX_RECORD_CHARS:
             line = json.dumps(_cut(record), ensure_ascii=False)

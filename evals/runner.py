@@ -47,6 +47,7 @@ class Job:
     judge: str | None = None
     judge_base_url: str | None = None
     redo: bool = False
+    settings: tuple = ()  # issue 9: resolved model settings as (name, value) pairs for ExploreConfig
 
     @property
     def id(self) -> str:
@@ -262,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redo", action="store_true", help="rerun cases whose run already finished in --out")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
+    g = p.add_argument_group("model settings (default: SERENDIP_* environment, config file, then defaults for the "
+                             "endpoint; loopback = a CPU server)")
+    g.add_argument("--planner", default=None, choices=("llm", "hybrid", "autopilot"),
+                   help="with a model: llm, hybrid (the autopilot's pass first, then the model) or autopilot")
+    g.add_argument("--request-timeout", "--timeout", dest="request_timeout", type=float, default=None,
+                   help="seconds per model response (600 loopback, 120 hosted)")
+    g.add_argument("--max-output-tokens", type=int, default=None, help="most tokens of one model reply")
+    g.add_argument("--tool-choice", default=None, choices=("required", "auto", "off"),
+                   help="tool_choice sent to the server (default required)")
+    g.add_argument("--tool-profile", default=None, choices=("auto", "full", "compact"),
+                   help="tool schemas shown to the model (default auto: compact on loopback)")
     return p
 
 
@@ -290,7 +302,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = serendip.Settings.resolve({"model": args.model, "base_url": args.base_url,
-                                              "max_steps": args.max_steps, "time_limit": args.time_limit}).require_key()
+                                              "max_steps": args.max_steps, "time_limit": args.time_limit,
+                                              "planner": args.planner, "tool_profile": args.tool_profile,
+                                              "tool_choice": args.tool_choice,
+                                              "request_timeout": args.request_timeout,
+                                              "max_output_tokens": args.max_output_tokens}).require_key()
         if settings.sources["time_limit"] == "default":
             settings = settings.replace(_source="eval default", time_limit=EVAL_TIME_LIMIT)
         if args.judge:
@@ -332,7 +348,7 @@ def run_meta(settings, args: argparse.Namespace, variants: list[bool]) -> dict:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "variants": ", ".join("anonymised" if v else "plain" for v in variants), "fast": args.fast,
             "max_steps": settings.max_steps, "time_limit_s": settings.time_limit, "jobs": args.jobs,
-            "cases": args.cases or "all"}
+            "cases": args.cases or "all", "planner": settings.planner, "tool_profile": settings.tool_profile}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -142,7 +142,7 @@ def test_a_10_mb_argument_over_http_leaves_small_outputs(tmp_path):
         cfg = ExploreConfig(table=str(table), out=str(tmp_path / "run"), model="stub-model", base_url=server.base_url,
                             in_process=True, max_steps=4, api_key="not-needed")
         outcome, out = explore(cfg)
-    assert outcome.status == "completed"
+    assert outcome.status == "no_progress"  # its only analysis call was refused
     results = [json.loads(line) for line in (out / "transcript.jsonl").read_text().splitlines()
                if '"tool_result"' in line]
     assert results and not results[0]["ok"] and "limit is" in results[0]["error"]

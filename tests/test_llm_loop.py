@@ -234,7 +234,7 @@ def test_wrong_argument_types(tmp_path, scripted):
                           tool_call("record_finding", {"candidate": 7, "interpretation": ["not", "text"]})),
                      turn(tool_call("finish", {"summary": "done"})))
     outcome = run.llm(model)
-    assert outcome.status == "completed"
+    assert outcome.status == "no_progress" and "every call was refused" in outcome.reason  # issue 9
     replies = [json.loads(m.content) for m in last_tool_messages(model.requests[1])]
     expected = "The 'n_bins' parameter of residualize must be an int in [3, 200]. Got 'many' instead."
     assert expected in replies[0]["error"]
@@ -271,7 +271,7 @@ def test_invalid_json_arguments(tmp_path, scripted):
                                    invalid_call("finish", '{"summary": "unterminated'))),
                      turn(tool_call("finish", {"summary": "fixed"})))
     outcome = run.llm(model)
-    assert (outcome.status, outcome.summary) == ("completed", "fixed")
+    assert (outcome.status, outcome.summary) == ("no_progress", "fixed")  # issue 9: no analysis succeeded
     replies = [json.loads(m.content) for m in last_tool_messages(model.requests[1])]
     assert all(r["ok"] is False and "not valid JSON" in r["error"] for r in replies)
     assert_every_call_answered(model.requests[1])
@@ -324,7 +324,7 @@ def test_no_tool_call_reminds_then_completes(tmp_path, planted_tools, scripted):
                      turn(text="Nothing stands out beyond x~y."))
     outcome = run.llm(model)
     assert (outcome.status, outcome.steps) == ("completed", 4)
-    assert outcome.summary == "Nothing stands out beyond x~y."
+    assert outcome.summary == "" and outcome.last_model_text == "Nothing stands out beyond x~y."  # issue 9
     reminders = [r for r in run.records(type="message", role="user") if r.get("kind") == "reminder"]
     assert len(reminders) == 2  # once per stretch of turns without a tool call
 
@@ -399,10 +399,10 @@ def test_resume_rebuilds_the_conversation_and_replays_tools(tmp_path, planted_to
 
 def test_resume_of_a_finished_run_calls_no_model(tmp_path, scripted):
     first = Run(tmp_path)
-    assert first.llm(scripted(turn(tool_call("finish", {"summary": "all done"})))).status == "completed"
+    assert first.llm(scripted(turn(tool_call("finish", {"summary": "all done"})))).status == "no_progress"
     second = Run(tmp_path, stored=Transcript(tmp_path).stored_results())
     outcome = second.llm(scripted(), resume=True)
-    assert (outcome.status, outcome.summary, outcome.steps) == ("completed", "all done", 1)
+    assert (outcome.status, outcome.summary, outcome.steps) == ("no_progress", "all done", 1)  # issue 9
 
 
 # ---------------------------------------------------------------------- prompts
