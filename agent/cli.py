@@ -43,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=3000, help="rows in the example table (default 3000)")
     _add_run_options(demo)
 
+    chat = sub.add_parser("chat", help="talk with the agent about a table in the terminal (slash commands: /help)")
+    chat.add_argument("table", nargs="?", help="the table file (or /load it in the chat)")
+    chat.add_argument("--resume", default=None, metavar="DIR", help="continue the chat session saved in DIR")
+    _add_run_options(chat)
+
+    ask = sub.add_parser("ask", help="ask one question about a table and print the answer")
+    ask.add_argument("table", help="the table file")
+    ask.add_argument("question", help="the question, in plain words")
+    ask.add_argument("--json", action="store_true", help="print {answer, findings, evidence, figures} as JSON")
+    _add_run_options(ask)
+
     sub.add_parser("bench", help="time every tool on synthetic tables (serendip bench --help)")
     sub.add_parser("eval", help="score the agent against known results (serendip eval --help)")
     return parser
@@ -143,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_explore(args, args.table, resume_dir=args.resume)
     if args.command == "demo":
         return run_demo(args)
+    if args.command in ("chat", "ask"):
+        from serendip.agent.chat_terminal import run_ask, run_chat
+
+        return run_chat(args) if args.command == "chat" else run_ask(args)
     parser.print_help()
     return EXIT_BAD_INPUT
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import difflib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import openai
 from langchain_core.exceptions import ContextOverflowError, ModelError
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage,
+                                     message_chunk_to_message)
 
 from serendip.agent.agent_tools import AGENT_TOOLS, agent_tool_schemas, call_agent_tool
 from serendip.agent.outcome import RunOutcome
@@ -149,10 +150,15 @@ class AgentLoop:
         progress: Progress display (None for silence).
         clock: Monotonic clock (injectable for tests).
         sleep: Sleep function (injectable for tests).
+        on_event: Called as ``on_event(kind, payload)`` for front-ends (chat, web): 'token' (``{"text"}``,
+            the answer streamed as it is written; set it and the model is streamed), 'tool_start'
+            (``{"call_id", "tool", "arguments"}``), 'tool_end' (the same plus ``ok``, ``elapsed_s``,
+            ``result`` (a ToolResult, sandbox tools only) and ``content``) and 'retry' (``{"error", "delay_s"}``).
     """
 
     def __init__(self, chat_model, dispatcher, transcript, limits: LoopLimits | None = None, progress=None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 on_event: Callable[[str, dict], None] | None = None) -> None:
         self.dispatcher = dispatcher
         self.transcript = transcript
         self.limits = limits or LoopLimits()
@@ -174,6 +180,8 @@ class AgentLoop:
         self.started = clock()
         self._replaying = False
         self._logged_calls: set[str] = set()
+        self.on_event = on_event
+        self.answer_ends_turn = False
 
     # ------------------------------------------------------------------ public
     def run(self, messages: list[BaseMessage]) -> RunOutcome:
@@ -185,6 +193,24 @@ class AgentLoop:
     def resume(self, records: list[dict]) -> RunOutcome:
         """Rebuild the conversation from transcript records, replaying finished tool calls, and go on."""
         return self._drive(records)
+
+    def turn(self, messages: list[BaseMessage], max_steps: int | None = None,
+             max_tokens: int | None = None) -> RunOutcome:
+        """One turn of a conversation (chat): add ``messages`` to the history and run until the model
+        answers in text (or calls finish), with the step and token budgets counted for this turn alone
+        (default: the loop's limits). The history is kept for the next turn; the answer is the outcome's
+        ``summary``."""
+        base = self.limits
+        self.limits = replace(base, max_steps=self.steps + (max_steps or base.max_steps),
+                              max_tokens=self.tokens + (max_tokens or base.max_tokens))
+        self.answer_ends_turn, self.finished, self.warned, self.no_tool_streak = True, False, False, 0
+        self.summary = ""
+        try:
+            for m in messages:
+                self._append(m)
+            return self._drive()
+        finally:
+            self.limits = base
 
     # ------------------------------------------------------------------ the loop
     def _drive(self, records: list[dict] | None = None) -> RunOutcome:
@@ -219,6 +245,9 @@ class AgentLoop:
     def _handle_turn(self, ai: AIMessage) -> None:
         """Answer every tool call of a model turn (or remind it to use tools)."""
         calls = list(ai.tool_calls) + list(ai.invalid_tool_calls)
+        if not calls and self.answer_ends_turn:
+            self.summary = message_text(ai).strip()
+            raise Stop("completed", "answered")
         if not calls:
             self.no_tool_streak += 1
             if self.no_tool_streak >= 2:
@@ -244,6 +273,9 @@ class AgentLoop:
     def _answer(self, name, arguments, call_id: str, parse_error: str | None = None) -> None:
         """Run one tool call and append its ToolMessage."""
         record: dict[str, Any] = {"tool_call_id": call_id, "tool": str(name)[:60]}
+        event = {"call_id": call_id, "tool": str(name)[:60], "arguments": arguments}
+        self._emit("tool_start", event)
+        started, result = time.monotonic(), None
         if not isinstance(name, str) or name not in self.sandbox_tools and name not in AGENT_TOOLS:
             close = difflib.get_close_matches(str(name), self.tool_names, n=2, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -270,6 +302,8 @@ class AgentLoop:
         if "result_id" not in record:
             record["content"] = content
         self._append(ToolMessage(content=content, tool_call_id=call_id), role="tool", extra=record)
+        self._emit("tool_end", {**event, "ok": record["ok"], "elapsed_s": time.monotonic() - started,
+                                "result": result, "content": content})
 
     def _refuse(self, call: dict, message: str) -> None:
         content = tool_error(str(call.get("name")), message)
@@ -282,7 +316,9 @@ class AgentLoop:
         """One model call, retrying transient provider failures with exponential backoff."""
         for attempt in range(1, self.limits.max_tries + 1):
             try:
-                return self.model.invoke(self.messages)
+                if self.on_event is None:
+                    return self.model.invoke(self.messages)
+                return self._stream()
             except Exception as exc:  # noqa: BLE001 - classified below; anything else propagates
                 kind = provider_failure(exc)
                 if kind is None:
@@ -303,8 +339,26 @@ class AgentLoop:
                 self.transcript.append({"type": "model_retry", "step": self.steps + 1, "attempt": attempt,
                                         "error": reason, "delay_s": round(delay, 3)})
                 self._say("done", f"model call failed ({safe(reason, 100)}); retry {attempt} in {delay:.1f} s")
+                self._emit("retry", {"error": reason, "delay_s": delay})
                 self.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _stream(self) -> AIMessage:
+        """One streamed model call: each piece of text goes to ``on_event('token', ...)`` as it arrives."""
+        merged = None
+        for chunk in self.model.stream(self.messages):
+            text = chunk.content if isinstance(chunk.content, str) else message_text(chunk)
+            if text:
+                self._emit("token", {"text": text})
+            merged = chunk if merged is None else merged + chunk
+        if merged is None:
+            return AIMessage(content="")
+        message = message_chunk_to_message(merged)
+        return message if isinstance(message, AIMessage) else AIMessage(content=message_text(message))
+
+    def _emit(self, kind: str, payload: dict) -> None:
+        if self.on_event is not None and not self._replaying:
+            self.on_event(kind, payload)
 
     def _count_tokens(self, ai: AIMessage) -> tuple[int, bool]:
         """Tokens of a call from the response's usage metadata; else about four characters a token."""
