@@ -19,7 +19,7 @@ from serendip.agent.conversation import events as ev
 from serendip.agent.conversation.commands import COMMANDS
 from serendip.agent.conversation.offline_questions import ASK_HINT
 from serendip.agent.conversation.session import ChatSession, QuitSession
-from serendip.agent.explore import RunSetupError
+from serendip.agent.explore import RunSetupError, check_table_path
 from serendip.agent.loop import LoopLimits
 from serendip.agent.progress import interactive
 
@@ -125,6 +125,8 @@ def run_chat(args) -> int:
         if args.resume:
             session = ChatSession.resume(args.resume, **options)
         else:
+            if args.table:
+                check_table_path(args.table)
             session = ChatSession(args.out or None, goal=args.goal, seed=args.seed, **options)
             if args.table and not session.load(args.table):
                 return EXIT_BAD_INPUT
