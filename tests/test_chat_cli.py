@@ -137,3 +137,20 @@ def test_ctrl_c_stops_the_model_call_and_the_session_goes_on(tmp_path, table, en
     second = server.requests[1]["messages"]
     assert [m["role"] for m in second[-3:]] == ["user", "assistant", "user"]
     assert second[-3]["content"] == "first question" and second[-1]["content"] == "second question"
+
+
+@pytest.mark.realdata
+def test_ask_without_a_model_answers_an_offline_form_as_json(tmp_path, env):
+    from conftest import shared_dataset
+    from scipy import stats as sps
+    import pandas as pd
+
+    path = shared_dataset("small/penguins.csv")
+    done = run(["ask", str(path), "Does body mass depend on flipper length?", "--json", "--out", str(tmp_path / "a")],
+               env)
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    both = pd.read_csv(path)[["body_mass_g", "flipper_length_mm"]].dropna()
+    rho = sps.spearmanr(both["body_mass_g"], both["flipper_length_mm"]).statistic
+    assert reply["answered"] and f"coefficient {rho:.4g}" in reply["answer"] and reply["evidence"] == ["R1", "R2"]
+    assert len(reply["figures"]) == 3 and all(Path(f).exists() for f in reply["figures"])

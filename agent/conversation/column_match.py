@@ -126,7 +126,7 @@ def find_columns(question: str, columns: list[dict]) -> list[ColumnMention]:
     for order, col in enumerate(columns):
         name, role = str(col.get("name", "")), str(col.get("role", ""))
         for alias, cover in aliases(name).items():
-            for m in re.finditer(re.escape(" " + alias + " "), text):
+            for m in re.finditer(" " + re.escape(alias) + "(?:s|es)? ", text):  # plurals name the column too
                 hits.append((m.start() + 1, m.end() - 1, cover, order, name, alias, role))
     # Longest phrase first, then best coverage of the column's name, then table order.
     hits.sort(key=lambda h: (-(h[1] - h[0]), -h[2], h[3]))
