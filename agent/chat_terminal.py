@@ -132,6 +132,8 @@ def run_chat(args) -> int:
                 return EXIT_BAD_INPUT
     except RunSetupError as exc:
         return fail(str(exc))
+    except KeyboardInterrupt:
+        return fail("interrupted while opening the table", EXIT_UNANSWERED)
     how = (f"model {model_name} answers questions" if model_name else
            "no model configured: common questions are answered offline; slash commands work")
     console.print(Text(f"Serendip chat · {how} · /help for commands · Ctrl-C stops a call · Ctrl-D leaves",

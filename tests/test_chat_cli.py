@@ -36,7 +36,7 @@ def table(tmp_path) -> Path:
     return planted_table(tmp_path / "planted.csv")
 
 
-def run(args: list[str], env: dict, stdin: str = "", timeout: float = 240) -> subprocess.CompletedProcess:
+def run(args: list[str], env: dict, stdin: str = "", timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(CLI + args, input=stdin, capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -69,7 +69,7 @@ def test_chat_bad_input_is_one_line(tmp_path, env):
 def test_ask_with_a_model_prints_json(tmp_path, table, env):
     script = [tool_calls_reply(("correlate", {"columns": ["mass", "sfr"]}), content="Checking."),
               text_reply("Yes: sfr rises with mass (R1).")]
-    with StubOpenAIServer(script, lifetime=200) as server:
+    with StubOpenAIServer(script, lifetime=900) as server:
         done = run(["ask", str(table), "does sfr depend on mass?", "--json", "--model", "stub-model",
                     "--base-url", server.base_url, "--out", str(tmp_path / "a")], env)
     assert done.returncode == 0, done.stderr
@@ -88,7 +88,7 @@ def test_ask_without_a_model_outside_the_forms_exits_with_the_hint(tmp_path, tab
 
 def spawn_chat(args: list[str], env: dict) -> "pexpect.spawn":
     env = {**env, "TTY_INTERACTIVE": "1"}
-    child = pexpect.spawn(CLI[0], CLI[1:] + args, env=env, dimensions=(50, 200), timeout=120, encoding="utf-8")
+    child = pexpect.spawn(CLI[0], CLI[1:] + args, env=env, dimensions=(50, 200), timeout=600, encoding="utf-8")
     return child
 
 
@@ -118,7 +118,7 @@ def test_tab_completion_and_history_through_a_terminal(tmp_path, table, env):
 
 def test_ctrl_c_stops_the_model_call_and_the_session_goes_on(tmp_path, table, env):
     script = [delayed(text_reply("too late"), 30), text_reply("Second answer here.")]
-    with StubOpenAIServer(script, lifetime=200) as server:
+    with StubOpenAIServer(script, lifetime=900) as server:
         child = spawn_chat(["chat", str(table), "--out", str(tmp_path / "c"), "--model", "stub-model",
                             "--base-url", server.base_url], env)
         child.expect("serendip>")

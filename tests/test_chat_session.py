@@ -209,7 +209,9 @@ def test_resume_continues_results_findings_and_the_model_history(tmp_path, table
 @pytest.mark.slow
 def test_ctrl_c_during_a_long_tool_call_leaves_a_working_session(tmp_path, table):
     model = ScriptedChatModel(script=[turn(tool_call("sleep_for", {"seconds": 60})),
-                                      turn(text="The earlier call was interrupted.")])
+                                      turn(text="The earlier call was interrupted."),
+                                      turn(tool_call("raise_bug", {"message": "boom"})),
+                                      turn(text="Still here.")])
     options = {"runner_options": {"extra_tool_modules": ["sandbox_tools"], "extra_sys_path": [str(TESTS_DIR)]}}
     session, rec = new_session(tmp_path, table, model, analysis_options=options)
     pid = session.analysis.runner.pid
@@ -231,6 +233,9 @@ def test_ctrl_c_during_a_long_tool_call_leaves_a_working_session(tmp_path, table
     sent = model.requests[-1]
     replies = [m for m in sent if isinstance(m, ToolMessage)]
     assert replies and "interrupted" in replies[0].content  # every tool call answered: the history is valid
+    crashed = session.handle("trigger the bug")  # a tool bug ends the turn with one line, not the session
+    assert not crashed.answered and crashed.text.startswith("The turn failed: ToolCrash") and "\n" not in crashed.text
+    assert session.handle("still there?").text == "Still here."
     model.assert_done()
     worker = session.analysis.runner.pid
     session.close()

@@ -27,6 +27,7 @@ from serendip.agent.loop import AgentLoop, LoopLimits, result_text, tool_error
 from serendip.agent.prompts import render, system_prompt, task_prompt
 from serendip.tools.jsonsafe import to_jsonable
 from serendip.tools.result import ToolResult
+from serendip.tools.sandbox import ToolCrash
 
 SESSION_SCHEMA = "serendip.chat/1"
 NOTE_CHARS = 3000
@@ -151,6 +152,10 @@ class ChatSession:
             return self.ask(line)
         except KeyboardInterrupt:
             self._after_interrupt()
+            return None
+        except ToolCrash as exc:  # a bug in a tool or a worker that cannot run: say so, keep the session
+            restarted = self.analysis.recover_from_interrupt() if self.analysis else False
+            self.notice(f"{exc}" + (" (the tool worker was restarted)" if restarted else ""), "error")
             return None
         finally:
             if self.analysis is not None:
