@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from serendip.agent.chat_render import ChatRenderer, findings_table, tool_panel
+from serendip.agent.chat_render import ChatRenderer, findings_table
 from serendip.agent.conversation import events as ev
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from serendip.agent.conversation.column_match import ColumnMention, find_columns, normalise
+from serendip.agent.conversation.column_match import find_columns, normalise
 from serendip.agent.report import fmt
 from serendip.tools.result import ToolResult
 
@@ -285,8 +285,3 @@ def compose_answer(plan: QuestionPlan, results: list[ToolResult]) -> str:
     if figures:
         text += " Figure" + ("s" if len(figures) > 1 else "") + ": " + ", ".join(figures[:4]) + "."
     return text
-
-
-def mentioned(question: str, columns: list[dict]) -> list[ColumnMention]:
-    """The columns a question names (for the hint when no form matches)."""
-    return find_columns(question, columns)
