@@ -98,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--cluster", default=None, metavar="ADDRESS", help="send runs to this Dask scheduler")
     night.add_argument("--quiet", action="store_true", help="print only the result line")
 
+    chat = sub.add_parser("chat", help="talk with the agent about a table in the terminal (slash commands: /help)")
+    chat.add_argument("table", nargs="?", help="the table file (or /load it in the chat)")
+    chat.add_argument("--resume", default=None, metavar="DIR", help="continue the chat session saved in DIR")
+    _add_run_options(chat)
+
+    ask = sub.add_parser("ask", help="ask one question about a table and print the answer")
+    ask.add_argument("table", help="the table file")
+    ask.add_argument("question", help="the question, in plain words")
+    ask.add_argument("--json", action="store_true", help="print {answer, findings, evidence, figures} as JSON")
+    _add_run_options(ask)
+
     sub.add_parser("bench", help="time every tool on synthetic tables (serendip bench --help)")
     sub.add_parser("eval", help="score the agent against known results (serendip eval --help)")
     sub.add_parser("known", help="list, add or remove known results (serendip known --help)")
@@ -249,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_night(args.plan, out=args.out, jobs=args.jobs, redo=args.redo, cluster=args.cluster,
                          quiet=args.quiet)
+
+    if args.command in ("chat", "ask"):
+        from serendip.agent.chat_terminal import run_ask, run_chat
+
+        return run_chat(args) if args.command == "chat" else run_ask(args)
     parser.print_help()
     return EXIT_BAD_INPUT
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import difflib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage,
+                                     message_chunk_to_message)
 
 from serendip.agent.agent_tools import AGENT_TOOLS, agent_tool_schemas, call_agent_tool
 from serendip.agent.budget import Budget, Stop
@@ -135,12 +136,17 @@ class AgentLoop:
         schemas: The sandbox tools' schemas as shown to the model (a profile, see
             :mod:`~serendip.agent.tool_profiles`; default: the runner's full schemas).
         agent_schemas: The agent tools' schemas as shown to the model (default: full).
+        on_event: Called as ``on_event(kind, payload)`` for front-ends (chat, web): 'token' (``{"text"}``,
+            the answer streamed as it is written; set it and the model is streamed), 'tool_start'
+            (``{"call_id", "tool", "arguments"}``), 'tool_end' (the same plus ``ok``, ``elapsed_s``,
+            ``result`` (a ToolResult, sandbox tools only) and ``content``) and 'retry' (``{"error", "delay_s"}``).
     """
 
     def __init__(self, chat_model, dispatcher, transcript, limits: LoopLimits | None = None, progress=None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  tool_choice: str | None = None, schemas: list[dict] | None = None,
-                 agent_schemas: list[dict] | None = None) -> None:
+                 agent_schemas: list[dict] | None = None,
+                 on_event: Callable[[str, dict], None] | None = None) -> None:
         self.dispatcher = dispatcher
         self.transcript = transcript
         self.limits = limits or LoopLimits()
@@ -160,7 +166,7 @@ class AgentLoop:
         self.budget = Budget(self.limits.max_steps, self.limits.max_tokens, self.limits.time_limit, clock=clock)
         self.adapter = ModelAdapter(self.model, self.limits.retry_policy(), log=transcript.append,
                                     time_left=lambda: self.budget.time_left, sleep=sleep, raw_model=chat_model,
-                                    on_retry=lambda text: self._say("done", safe(text, 160)),
+                                    on_retry=self._on_retry,
                                     client_timeout=_number_or_none(getattr(chat_model, "request_timeout", None)))
         self.messages: list[BaseMessage] = []
         self.failures: dict[str, int] = {}
@@ -170,6 +176,8 @@ class AgentLoop:
         self.warned = False
         self._replaying = False
         self._logged_calls: set[str] = set()
+        self.on_event = on_event
+        self.answer_ends_turn = False
 
     @property
     def steps(self) -> int:
@@ -204,6 +212,24 @@ class AgentLoop:
     def resume(self, records: list[dict]) -> RunOutcome:
         """Rebuild the conversation from transcript records, replaying finished tool calls, and go on."""
         return self._drive(records)
+
+    def turn(self, messages: list[BaseMessage], max_steps: int | None = None,
+             max_tokens: int | None = None) -> RunOutcome:
+        """One turn of a conversation (chat): add ``messages`` to the history and run until the model
+        answers in text (or calls finish), with the step and token budgets counted for this turn alone
+        (default: the loop's limits). The history is kept for the next turn; the answer is the outcome's
+        ``summary``."""
+        base = self.limits
+        self.limits = replace(base, max_steps=self.steps + (max_steps or base.max_steps),
+                              max_tokens=self.tokens + (max_tokens or base.max_tokens))
+        self.answer_ends_turn, self.finished, self.warned, self.no_tool_streak = True, False, False, 0
+        self.summary = ""
+        try:
+            for m in messages:
+                self._append(m)
+            return self._drive()
+        finally:
+            self.limits = base
 
     # ------------------------------------------------------------------ the loop
     def _drive(self, records: list[dict] | None = None) -> RunOutcome:
@@ -244,6 +270,9 @@ class AgentLoop:
     def _handle_turn(self, ai: AIMessage) -> None:
         """Answer every tool call of a model turn (or remind it to use tools)."""
         calls = list(ai.tool_calls) + list(ai.invalid_tool_calls)
+        if not calls and self.answer_ends_turn:
+            self.summary = message_text(ai).strip()
+            raise Stop("completed", "answered")
         if not calls:
             self.no_tool_streak += 1
             self.last_model_text = message_text(ai).strip()  # issue 9: quoted as model text, never a summary
@@ -269,6 +298,9 @@ class AgentLoop:
     def _answer(self, name, arguments, call_id: str, parse_error: str | None = None) -> None:
         """Run one tool call and append its ToolMessage."""
         record: dict[str, Any] = {"tool_call_id": call_id, "tool": str(name)[:60]}
+        event = {"call_id": call_id, "tool": str(name)[:60], "arguments": arguments}
+        self._emit("tool_start", event)
+        started, result = time.monotonic(), None
         if not isinstance(name, str) or name not in self.sandbox_tools and name not in AGENT_TOOLS:
             close = difflib.get_close_matches(str(name), self.tool_names, n=2, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -302,6 +334,8 @@ class AgentLoop:
         if "result_id" not in record:
             record["content"] = content
         self._append(ToolMessage(content=content, tool_call_id=call_id), role="tool", extra=record)
+        self._emit("tool_end", {**event, "ok": record["ok"], "elapsed_s": time.monotonic() - started,
+                                "result": result, "content": content})
 
     def _refuse(self, call: dict, message: str) -> None:
         content = tool_error(str(call.get("name")), message)
@@ -313,10 +347,10 @@ class AgentLoop:
     def _query(self) -> AIMessage:
         """One model call; the model layer retries provider faults and raises Stop when they persist."""
         try:
-            return self.adapter.invoke(self.messages, step=self.steps)
+            return self.adapter.invoke(self.messages, step=self.steps, call=self._call)
         except Stop as stop:
             if stop.status == "provider_error" and self._drop_tool_choice(stop.reason):
-                return self.adapter.invoke(self.messages, step=self.steps)
+                return self.adapter.invoke(self.messages, step=self.steps, call=self._call)
             raise
 
 
@@ -331,6 +365,33 @@ class AgentLoop:
         self.model = self._bind()
         self.adapter.chat_model = self.model
         return True
+
+    def _call(self, messages: list[BaseMessage], **kwargs) -> AIMessage:
+        """One request to the model (the adapter retries it): streamed when a front-end listens."""
+        if self.on_event is None:
+            return self.model.invoke(messages, **kwargs)
+        return self._stream(messages, **kwargs)
+
+    def _stream(self, messages: list[BaseMessage], **kwargs) -> AIMessage:
+        """One streamed model call: each piece of text goes to ``on_event('token', ...)`` as it arrives."""
+        merged = None
+        for chunk in self.model.stream(messages, **kwargs):
+            text = chunk.content if isinstance(chunk.content, str) else message_text(chunk)
+            if text:
+                self._emit("token", {"text": text})
+            merged = chunk if merged is None else merged + chunk
+        if merged is None:
+            return AIMessage(content="")
+        message = message_chunk_to_message(merged)
+        return message if isinstance(message, AIMessage) else AIMessage(content=message_text(message))
+
+    def _on_retry(self, text: str) -> None:
+        self._say("done", safe(text, 160))
+        self._emit("retry", {"error": text})
+
+    def _emit(self, kind: str, payload: dict) -> None:
+        if self.on_event is not None and not self._replaying:
+            self.on_event(kind, payload)
 
     def _count_tokens(self, ai: AIMessage) -> tuple[int, bool]:
         """Tokens of a call from the response's usage metadata; else about four characters a token."""

@@ -193,8 +193,15 @@ class ModelAdapter:
         self.client_timeout = client_timeout
         self.step = 0
 
-    def invoke(self, messages: list[BaseMessage], step: int = 0) -> AIMessage:
+    def invoke(self, messages: list[BaseMessage], step: int = 0,
+               call: Callable[..., Any] | None = None) -> AIMessage:
         """The model's reply to ``messages``.
+
+        Args:
+            messages: The conversation so far.
+            step: The step number (for the transcript).
+            call: Makes one request, ``call(messages, **kwargs)`` (default: the chat model's ``invoke``;
+                a front-end passes a streaming call). Retried like the default.
 
         Raises:
             Stop: ``provider_error`` (refused, or failing after every attempt), ``token_limit`` (context
@@ -204,7 +211,8 @@ class ModelAdapter:
         retrying = Retrying(stop=stop_after_attempt(self.policy.max_tries), retry=retry_if_exception(self._retryable),
                             wait=self._wait, before_sleep=self._before_sleep, sleep=self.sleep, reraise=True)
         try:
-            return retrying(lambda: check_reply(self.chat_model.invoke(messages, **self._deadline_kwargs())))
+            request = call if call is not None else self.chat_model.invoke
+            return retrying(lambda: check_reply(request(messages, **self._deadline_kwargs())))
         except Stop:
             raise
         except Exception as exc:  # noqa: BLE001 - classified below; anything else propagates

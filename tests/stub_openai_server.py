@@ -4,12 +4,15 @@ scripted replies, every request recorded. It listens on 127.0.0.1 (a random free
 
 Script entries (see the helpers below): a tool-call reply, a text reply, an HTTP error status, a delay
 before replying (to trip the client's timeout), raw arguments text (e.g. malformed JSON), or a raw body
-(e.g. not JSON at all, or an SSE stream nobody asked for).
+(e.g. not JSON at all, or an SSE stream nobody asked for). A request with ``"stream": true`` gets the same
+reply as server-sent events (text in word-sized pieces, then the tool calls, the finish reason and the
+usage), as the OpenAI API streams it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -54,6 +57,24 @@ def completion(message: dict, finish_reason: str, usage: tuple[int, int]) -> dic
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
                       "total_tokens": prompt + completion_tokens}}
+
+
+def stream_events(body: dict) -> bytes:
+    """A completion body as the server-sent events of a streamed response."""
+    choice = body["choices"][0]
+    message = choice["message"]
+    base = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"], "model": body["model"]}
+
+    def chunk(delta: dict, finish: str | None = None) -> dict:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"content": piece}) for piece in re.findall(r"\S+\s*|\s+", message.get("content") or "")]
+    for i, call in enumerate(message.get("tool_calls") or []):
+        chunks.append(chunk({"tool_calls": [{"index": i, **call}]}))
+    chunks.append(chunk({}, choice["finish_reason"]))
+    chunks.append({**base, "choices": [], "usage": body.get("usage")})
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
 
 
 class StubOpenAIServer:
@@ -150,13 +171,18 @@ class StubOpenAIServer:
                 reply = stub._next(body)
                 if reply.get("delay"):
                     time.sleep(reply["delay"])
-                self._send(reply)
+                self._send(reply, stream=bool(body.get("stream")) and reply.get("status", 200) == 200)
 
-            def _send(self, reply: dict) -> None:
-                data = reply["raw"].encode() if "raw" in reply else json.dumps(reply["body"]).encode()
+            def _send(self, reply: dict, stream: bool = False) -> None:
+                stream = stream and "raw" not in reply
+                if "raw" in reply:
+                    data = reply["raw"].encode()
+                else:
+                    data = stream_events(reply["body"]) if stream else json.dumps(reply["body"]).encode()
                 try:
                     self.send_response(reply.get("status", 200))
-                    self.send_header("Content-Type", reply.get("content_type", "application/json"))
+                    self.send_header("Content-Type", "text/event-stream" if stream
+                                     else reply.get("content_type", "application/json"))
                     self.send_header("Content-Length", str(len(data)))
                     for k, v in (reply.get("headers") or {}).items():
                         self.send_header(k, str(v))
