@@ -320,6 +320,12 @@ def test_loopback_refuses_foreign_hosts_and_cross_site_posts(tmp_path):
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("style-src")[0]
         assert page.headers["x-content-type-options"] == "nosniff"
         spec = client.get("/openapi.json").json()
+        assert client.get("/docs").headers["content-security-policy"].startswith("default-src 'self'")
+    # Behind a reverse proxy (loopback bind, the proxy's Host): the token, not the Host, is the check.
+    with make_client(tmp_path, token="proxy-token") as proxied:
+        headers = {"host": "serendip.example.org", "authorization": "Bearer proxy-token"}
+        assert proxied.get("/api/status", headers=headers).status_code == 200
+        assert proxied.get("/api/status", headers={"host": "serendip.example.org"}).status_code == 401
         assert {"/api/tables", "/api/tables/{table_id}/ask", "/api/tables/{table_id}/explore"} <= set(spec["paths"])
 
 

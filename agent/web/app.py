@@ -29,10 +29,11 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.j
 
 
 def gate_for(host: str, token: str | None) -> Gate:
-    """The access rules for a bind address: loopback answers only to loopback host names; anywhere else a
-    token is required (the caller generates one when none was given)."""
+    """The access rules for a bind address: without a token, loopback answers only to loopback host names
+    (so a page elsewhere cannot reach it through DNS rebinding); with a token any Host is fine (a reverse
+    proxy may pass its own); anywhere else than loopback a token is required (the caller generates one)."""
     if is_loopback(host):
-        return Gate(token or None, LOOPBACK_HOSTS | {host.strip("[]").lower()})
+        return Gate(token or None, None if token else LOOPBACK_HOSTS | {host.strip("[]").lower()})
     if not token:
         raise ValueError("binding to a non-loopback address requires a token")
     return Gate(token, None)
