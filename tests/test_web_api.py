@@ -364,3 +364,32 @@ def test_serve_generates_and_prints_a_token_off_loopback(tmp_path):
     busy = subprocess.run([sys.executable, "-m", "serendip.agent.cli", "serve", "--port", "0"], capture_output=True,
                           text=True, env=env)
     assert busy.returncode == 2 and "--port" in busy.stderr and "Traceback" not in busy.stderr
+
+
+def test_model_answer_streams_with_tool_calls(tmp_path):
+    """With a model (real HTTP to the local stub server), the chat turn streams: the tool call's events,
+    the answer's text as it is written, then the answer with its evidence."""
+    from serendip.agent.models import ModelConfig, build_chat_model
+    from tests.stub_openai_server import StubOpenAIServer, text_reply, tool_calls_reply
+
+    csv = "mass,sfr\n" + "".join(f"{i},{3 * i + i % 5}\n" for i in range(60))
+    script = [tool_calls_reply(("correlate", {"columns": ["mass", "sfr"]})),
+              text_reply("sfr rises with mass: Spearman 0.99 [R1].")]
+    with StubOpenAIServer(script, lifetime=600) as stub:
+        mcfg = ModelConfig(model="stub-model", base_url=stub.base_url, api_key="not-needed")
+        with make_client(tmp_path, model="stub-model", base_url=stub.base_url,
+                         chat_model_factory=lambda: build_chat_model(mcfg)) as client:
+            tid = client.post("/api/tables", files={"file": ("m.csv", csv.encode(), "text/csv")}).json()["id"]
+            events = []
+            with client.stream("POST", f"/api/tables/{tid}/ask/stream",
+                               json={"question": "how does sfr relate to mass?"}) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        events.append(json.loads(line[5:]))
+        assert stub.unexpected == [] and stub.remaining == 0
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("tool_started") < kinds.index("tool_finished") < kinds.index("text_delta") < kinds.index("answer")
+    assert "".join(e["text"] for e in events if e["kind"] == "text_delta") == "sfr rises with mass: Spearman 0.99 [R1]."
+    answer = next(e for e in events if e["kind"] == "answer")
+    assert answer["source"] == "model" and answer["answered"] and answer["evidence"] == ["R1"]
+    assert kinds[-1] == "end"
