@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print {answer, findings, evidence, figures} as JSON")
     _add_run_options(ask)
 
+    serve = sub.add_parser("serve", help="a web page to upload tables, ask about them and read the reports")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs a token)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    serve.add_argument("--data-dir", default="serendip-web", help="where uploads, sessions and runs are kept")
+    serve.add_argument("--token", default=None, help="token clients must show (generated when binding off-loopback)")
+    serve.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest upload in MB (default 1024)")
+    serve.add_argument("--max-workers", type=int, default=4, help="most analysis workers at once (default 4)")
+    serve.add_argument("--idle-timeout", type=float, default=900.0, help="stop a session's worker after this many idle seconds")
+    _add_run_options(serve)
+
     sub.add_parser("bench", help="time every tool on synthetic tables (serendip bench --help)")
     sub.add_parser("eval", help="score the agent against known results (serendip eval --help)")
     sub.add_parser("known", help="list, add or remove known results (serendip known --help)")
@@ -265,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         from serendip.agent.chat_terminal import run_ask, run_chat
 
         return run_chat(args) if args.command == "chat" else run_ask(args)
+    if args.command == "serve":
+        from serendip.agent.web.app import run_serve
+
+        return run_serve(args)
     parser.print_help()
     return EXIT_BAD_INPUT
 
