@@ -14,9 +14,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from serendip.tools.errors import ToolInputError
-from serendip.tools.jsonsafe import dumps, to_jsonable
-from serendip.tools.registry import ToolSpec, build_spec, validate_arguments
+from serendip.tools.engine.errors import ToolInputError
+from serendip.tools.engine.jsonsafe import dumps, to_jsonable
+from serendip.tools.engine.registry import ToolSpec, build_spec, validate_arguments
 
 _RESULT_ID = re.compile(r"^R\d+$")
 

@@ -28,9 +28,9 @@ from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.settings import Settings
 from serendip.agent.transcript import Transcript
-from serendip.tools.contracts import Finding, parse_findings_document
-from serendip.tools.errors import TableLoadError
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.contracts import Finding, parse_findings_document
+from serendip.tools.engine.errors import TableLoadError
+from serendip.tools.engine.result import ToolResult
 
 __all__ = ["Analysis", "Run", "RunSetupError", "chat_model", "explore", "open", "table_file"]
 
@@ -132,12 +132,12 @@ class Analysis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         s = self.settings
         if self.sandbox:
-            from serendip.tools.sandbox import SandboxLimits, WorkerRunner
+            from serendip.tools.engine.sandbox import SandboxLimits, WorkerRunner
 
             runner = WorkerRunner(str(self.path), self.workdir, seed=s.seed, thresholds=s.thresholds,
                                   limits=SandboxLimits(time_limit_s=s.tool_time_limit, memory_limit_mb=s.memory_limit_mb))
         else:
-            from serendip.tools.local_runner import LocalRunner
+            from serendip.tools.engine.local_runner import LocalRunner
 
             runner = LocalRunner(str(self.path), self.workdir, seed=s.seed, thresholds=s.thresholds)
         try:

@@ -16,9 +16,9 @@ from serendip.agent import derivations as dv
 from serendip.agent.goal import GoalIntent, parse_goal
 from serendip.agent.knowledge.autopilot_step import control_known_relations
 from serendip.agent.outcome import RunOutcome
-from serendip.tools.contracts import DerivingSummary, EmbeddingSummary, PcaSummary, read_summary
+from serendip.tools.engine.contracts import DerivingSummary, EmbeddingSummary, PcaSummary, read_summary
 from serendip.tools.loading.roles import looks_like_id_name
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.result import ToolResult
 
 MAX_ANALYSIS_COLUMNS = 40
 UMAP_MIN_ROWS = 200

@@ -196,9 +196,7 @@ def memory_dir(flag: str | None) -> str | None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Write the example table next to the run and explore it."""
-    # NOTE(layout, issue 7): the example-table generator is to move out of evals/ (e.g. tools/demo_table.py)
-    # so that agent/ never imports evals/; only this import changes then.
-    from serendip.evals.synthetic import write_example_table
+    from serendip.tools.synthetic import write_example_table
 
     out = Path(args.out) if args.out else None
     base = out.parent if out else Path("serendip-runs")
@@ -257,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "schema":
         import json
 
-        from serendip.tools.contracts import findings_json_schema
+        from serendip.tools.engine.contracts import findings_json_schema
 
         try:
             print(json.dumps(findings_json_schema(), indent=2))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from serendip.agent.ledger import Ledger
 from serendip.agent.transcript import Transcript
-from serendip.tools.argsize import argument_size_problem, check_argument_size
-from serendip.tools.errors import ToolInputError
-from serendip.tools.jsonsafe import to_jsonable
-from serendip.tools.registry import get_spec, validate_arguments
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.argsize import argument_size_problem, check_argument_size
+from serendip.tools.engine.errors import ToolInputError
+from serendip.tools.engine.jsonsafe import to_jsonable
+from serendip.tools.engine.registry import get_spec, validate_arguments
+from serendip.tools.engine.result import ToolResult
 
 
 class Dispatcher:

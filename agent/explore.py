@@ -22,8 +22,8 @@ from serendip.agent.report_md import build_report
 from serendip.agent.settings import Settings
 from serendip.agent.runlock import LOCK_NAME, FolderBusy, RunLock
 from serendip.agent.transcript import Transcript
-from serendip.tools.errors import TableLoadError
-from serendip.tools.thresholds import Thresholds
+from serendip.tools.engine.errors import TableLoadError
+from serendip.tools.engine.thresholds import Thresholds
 
 VERSIONED = ("serendip", "numpy", "pandas", "scipy", "scikit-learn", "umap-learn", "matplotlib", "astropy",
              "openai", "langchain", "langchain-openai")
@@ -45,7 +45,7 @@ class ExploreConfig:
             shipped known results only, nothing remembered.
         settings: Model, limits, seed and thresholds (default: :meth:`Settings.defaults`, no environment).
         **overrides: Settings fields to change (``model=``, ``max_steps=``, ...); ``thresholds=`` takes a
-            :class:`~serendip.tools.thresholds.Thresholds`.
+            :class:`~serendip.tools.engine.thresholds.Thresholds`.
 
     The settings' values are readable as attributes (``cfg.model``, ``cfg.seed``, ``cfg.max_steps`` ...).
     """
@@ -122,10 +122,10 @@ def check_table_path(path: str) -> Path:
 def make_runner(cfg: ExploreConfig, out: Path, table_path: Path):
     """The tool runner: the sandboxed worker, or in-process for tests."""
     if cfg.in_process:
-        from serendip.tools.local_runner import LocalRunner
+        from serendip.tools.engine.local_runner import LocalRunner
 
         return LocalRunner(str(table_path), out, seed=cfg.seed, thresholds=cfg.thresholds)
-    from serendip.tools.sandbox import SandboxLimits, WorkerRunner
+    from serendip.tools.engine.sandbox import SandboxLimits, WorkerRunner
 
     limits = SandboxLimits(time_limit_s=cfg.tool_time_limit, memory_limit_mb=cfg.memory_limit_mb)
     return WorkerRunner(str(table_path), out, seed=cfg.seed, limits=limits, thresholds=cfg.thresholds)

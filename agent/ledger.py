@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serendip.tools.contracts import DerivedColumn, Finding, finding_provenance
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.contracts import DerivedColumn, Finding, finding_provenance
+from serendip.tools.engine.result import ToolResult
 from serendip.tools.stats import bh_qvalues
-from serendip.tools.thresholds import Thresholds
+from serendip.tools.engine.thresholds import Thresholds
 
 NOVELTY_WEIGHT = {"candidate": 1.0, "known": 0.6, "systematic": 0.5}
 
@@ -166,7 +166,7 @@ class Ledger:
         return out
 
     def typed_findings(self, only_recorded: bool = False) -> list[Finding]:
-        """:meth:`final_findings` as validated :class:`~serendip.tools.contracts.Finding` models."""
+        """:meth:`final_findings` as validated :class:`~serendip.tools.engine.contracts.Finding` models."""
         return [Finding.model_validate(f) for f in self.final_findings(only_recorded=only_recorded)]
 
     @staticmethod

@@ -12,7 +12,7 @@ from serendip.agent.prompts import system_prompt, task_prompt
 from serendip.agent.run_status import judge_progress
 from serendip.agent.tool_profiles import profile_schemas, resolve_profile, schema_size
 from serendip.agent.settings import SettingsError
-from serendip.tools.mdtext import code
+from serendip.tools.engine.mdtext import code
 
 
 def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool = False, chat_model=None,

@@ -28,7 +28,7 @@ from serendip.agent.outcome import RunOutcome
 from serendip.agent.prompts import reminder_prompt, wrap_up_prompt
 from serendip.agent.settings import Settings
 from serendip.agent.text_tool_calls import native_format_note, recover_text_calls  # issue 9
-from serendip.tools.jsonsafe import dumps, to_jsonable
+from serendip.tools.engine.jsonsafe import dumps, to_jsonable
 
 MAX_CANDIDATES_SHOWN = 15
 MAX_CALLS_PER_TURN = 10

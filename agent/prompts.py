@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jinja2
 
-from serendip.tools.thresholds import Thresholds
+from serendip.tools.engine.thresholds import Thresholds
 
 MAX_PROMPT_COLUMNS = 80
 MAX_PROMPT_WARNINGS = 20

@@ -11,9 +11,9 @@ import pandas as pd
 
 from serendip.agent.ledger import Ledger
 from serendip.agent.report_html import markdown_to_html
-from serendip.tools.contracts import FINDINGS_SCHEMA, parse_findings_document
-from serendip.tools.jsonsafe import to_jsonable
-from serendip.tools.mdtext import code, defuse_markdown, escape_md
+from serendip.tools.engine.contracts import FINDINGS_SCHEMA, parse_findings_document
+from serendip.tools.engine.jsonsafe import to_jsonable
+from serendip.tools.engine.mdtext import code, defuse_markdown, escape_md
 
 FIGURE_PATH = re.compile(r"^figures/[A-Za-z0-9_.\-]+\.png$")
 """The only figure paths a report links to: PNGs the tools wrote into the run's figures folder."""

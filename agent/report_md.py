@@ -7,7 +7,7 @@ from serendip.agent.knowledge.report_section import candidate_findings, known_se
 from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.report import KIND_TITLES, code, finding_block, fmt
-from serendip.tools.mdtext import defuse_markdown, escape_md
+from serendip.tools.engine.mdtext import defuse_markdown, escape_md
 from serendip.agent.report_outcome import model_summary_section, no_progress_report, planner_lines
 from serendip.agent.run_status import NO_PROGRESS, analysis_results_ok
 

@@ -195,7 +195,7 @@ class Settings(BaseSettings):
     @property
     def thresholds(self):
         """The reporting thresholds as the tools take them."""
-        from serendip.tools.thresholds import Thresholds
+        from serendip.tools.engine.thresholds import Thresholds
 
         return Thresholds(q_max=self.q_max, min_effect=self.min_effect, min_stability=self.min_stability)
 

@@ -7,8 +7,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from serendip.tools.jsonsafe import to_jsonable
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.jsonsafe import to_jsonable
+from serendip.tools.engine.result import ToolResult
 
 
 MAX_RECORD_CHARS = 200_000

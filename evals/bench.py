@@ -331,9 +331,9 @@ def _measured(func: Callable[[], Any], ok: Callable[[Any], bool] = lambda value:
 
 def run_job(job: dict) -> dict:
     """Measure one (tool, size) in this process (meant to be a fresh one)."""
-    from serendip.tools.registry import call_tool, load_builtin_tools
-    from serendip.tools.session import Session
-    from serendip.tools.table import Table
+    from serendip.tools.engine.registry import call_tool, load_builtin_tools
+    from serendip.tools.engine.session import Session
+    from serendip.tools.engine.table import Table
 
     tool, n_rows, n_cols = job["tool"], job["n_rows"], job["n_cols"]
     out: dict[str, Any] = {"tool": tool, "n_rows": n_rows, "n_cols": n_cols}
@@ -374,7 +374,7 @@ def _child_main() -> None:
 
 def run_in_subprocess(job: dict, timeout_s: float, env: dict[str, str] | None = None) -> dict:
     """Run one job in a fresh interpreter with the sandbox's thread settings (plus ``env``)."""
-    from serendip.tools.sandbox import worker_environment
+    from serendip.tools.engine.sandbox import worker_environment
 
     env = {**os.environ, **worker_environment(), **(env or {})}
     code = "from serendip.evals.bench import _child_main; _child_main()"
@@ -535,8 +535,8 @@ MUTATING_TOOLS = ("transform", "residualize", "select")
 def run_sandbox_session(size: Size, tools: list[str], registry: dict,
                         log: Callable[[str], None] | None = None) -> list[dict]:
     """Call every tool in turn in one sandbox worker with the default limits, as an agent's run would."""
-    from serendip.tools.sandbox import SandboxLimits, ToolCrash, WorkerRunner
-    from serendip.tools.table import Table
+    from serendip.tools.engine.sandbox import SandboxLimits, ToolCrash, WorkerRunner
+    from serendip.tools.engine.table import Table
 
     columns = column_names(size.n_cols)
     order = [t for t in tools if t not in MUTATING_TOOLS] + [t for t in MUTATING_TOOLS if t in tools]
@@ -566,7 +566,7 @@ def run_sandbox_session(size: Size, tools: list[str], registry: dict,
 def run_bench(sizes: list[Size], tools: list[str], timeout_s: float = 3600.0,
               log: Callable[[str], None] | None = None, sandbox: bool = False) -> dict:
     """Measure every (tool, size) and return the report data (plus sandbox sessions when asked)."""
-    from serendip.tools.registry import load_builtin_tools
+    from serendip.tools.engine.registry import load_builtin_tools
 
     registry = load_builtin_tools()
     machine = machine_description()
@@ -596,7 +596,7 @@ def run_bench(sizes: list[Size], tools: list[str], timeout_s: float = 3600.0,
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``serendip bench``; returns the exit code (1 when any call errors)."""
-    from serendip.tools.registry import load_builtin_tools
+    from serendip.tools.engine.registry import load_builtin_tools
 
     parser = argparse.ArgumentParser(prog="serendip bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help=f"comma-separated rows x columns (default {DEFAULT_SIZES!r})")

@@ -196,7 +196,8 @@ class Case(_Spec):
 
     @model_validator(mode="after")
     def _references(self) -> "Case":
-        from serendip.evals import real_tables, synthetic
+        from serendip.evals import real_tables
+        from serendip.tools import synthetic
 
         if self.table.generator is not None and self.table.generator not in synthetic.GENERATORS:
             raise ValueError(f"unknown generator {self.table.generator!r}; known: {', '.join(sorted(synthetic.GENERATORS))}")

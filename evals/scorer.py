@@ -46,7 +46,7 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
 from serendip.evals.truth import Truth
-from serendip.tools.contracts import ContractError, parse_findings_document
+from serendip.tools.engine.contracts import ContractError, parse_findings_document
 
 TRANSFORM_PREFIXES = ("log10_", "asinh_", "rank_")
 DERIVED_SUFFIX = "_derived"

@@ -208,7 +208,8 @@ def visible_columns(frame: pd.DataFrame) -> list[str]:
 # ---------------------------------------------------------------------- building a case
 def source_frame(case: Case) -> tuple[pd.DataFrame, dict]:
     """The case's table as raw values, and the generator's truth (empty for a real table)."""
-    from serendip.evals import real_tables, synthetic
+    from serendip.evals import real_tables
+    from serendip.tools import synthetic
 
     if case.table.generator is not None:
         frame, gen_truth = synthetic.GENERATORS[case.table.generator](**case.table.args)

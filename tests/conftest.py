@@ -17,9 +17,9 @@ for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SERENDIP_MODEL", "SERENDIP_BA
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from serendip.tools.registry import load_builtin_tools  # noqa: E402
-from serendip.tools.session import Session  # noqa: E402
-from serendip.tools.table import Table  # noqa: E402
+from serendip.tools.engine.registry import load_builtin_tools  # noqa: E402
+from serendip.tools.engine.session import Session  # noqa: E402
+from serendip.tools.engine.table import Table  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"

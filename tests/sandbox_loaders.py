@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from serendip.tools.errors import TableLoadError
-from serendip.tools.table import Table
+from serendip.tools.engine.errors import TableLoadError
+from serendip.tools.engine.table import Table
 
 
 def unreadable_loader(path: str) -> Table:

@@ -10,8 +10,8 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from serendip.tools.registry import tool
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.registry import tool
+from serendip.tools.engine.result import ToolResult
 
 
 @tool

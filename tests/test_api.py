@@ -13,7 +13,7 @@ from astropy import units as u
 from astropy.table import Table as AstropyTable
 
 import serendip
-from serendip.tools.contracts import Finding, FindingsDocument
+from serendip.tools.engine.contracts import Finding, FindingsDocument
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from serendip.tools.registry import call_tool
+from serendip.tools.engine.registry import call_tool
 from conftest import shared_dataset
 
 CENTERS = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 1.0], [0.0, 6.0, -1.0]])
@@ -215,7 +215,7 @@ def test_group_effects_match_cohens_d():
 
 def test_many_level_categorical_on_few_rows_is_not_a_coincidence():
     from serendip.tools.group_profile import categorical_coincidence
-    from serendip.tools.table import Table
+    from serendip.tools.engine.table import Table
 
     r = np.random.default_rng(12)
     n = 120

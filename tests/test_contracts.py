@@ -16,11 +16,11 @@ from serendip.agent.report import write_findings_json
 from serendip.agent.transcript import Transcript
 from serendip.evals.scorer import OutputError, read_output, score
 from serendip.evals.truth import TrendTruth, Truth
-from serendip.tools.contracts import (ContractError, Finding, FindingsDocument, PcaSummary, findings_json_schema,
+from serendip.tools.engine.contracts import (ContractError, Finding, FindingsDocument, PcaSummary, findings_json_schema,
                                       parse_findings_document, read_summary)
-from serendip.tools.local_runner import LocalRunner
-from serendip.tools.session import Session
-from serendip.tools.table import Table
+from serendip.tools.engine.local_runner import LocalRunner
+from serendip.tools.engine.session import Session
+from serendip.tools.engine.table import Table
 
 DATASET = {"path": "t.csv", "sha256": "abc", "n_rows": 300, "n_columns": 3}
 RUN = {"model": "autopilot", "seed": 0, "goal": "", "exit_status": "completed"}
@@ -75,7 +75,7 @@ def test_a_broken_document_is_refused_on_write_and_on_read(tmp_path, broken, whe
 
 def test_provenance_is_recorded_as_data_and_followed_to_the_table(tmp_path):
     session = Session(Table.from_dataframe(frame()), tmp_path)
-    from serendip.tools.registry import call_tool
+    from serendip.tools.engine.registry import call_tool
 
     t = call_tool(session, "transform", {"columns": ["mass"], "kind": "log10"})
     r = call_tool(session, "residualize", {"y": "sfr", "x": ["log10_mass"], "name": "sfr_clean"})

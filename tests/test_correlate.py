@@ -14,8 +14,8 @@ from scipy import stats as sps
 from conftest import shared_dataset
 from serendip.tools.dependence import (average_ranks, corr_pvalues, pairwise_corr, rank_columns,
                                        residualize_columns, spearman_pair, xi_pairs)
-from serendip.tools.jsonsafe import SUMMARY_LIMIT, bound_summary, dumps, to_jsonable
-from serendip.tools.registry import call_tool
+from serendip.tools.engine.jsonsafe import SUMMARY_LIMIT, bound_summary, dumps, to_jsonable
+from serendip.tools.engine.registry import call_tool
 from serendip.tools.stats import bh_qvalues
 
 

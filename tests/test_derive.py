@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from serendip.tools.derive_grammar import DeriveSyntaxError, canonical, columns_used, evaluate, parse, unit_of
-from serendip.tools.registry import call_tool
+from serendip.tools.engine.registry import call_tool
 
 COLUMNS = ["a", "b", "mag_u", "mag_r", "log.NII", "exp"]
 

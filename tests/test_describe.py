@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from serendip.tools.jsonsafe import SUMMARY_LIMIT, dumps, to_jsonable
-from serendip.tools.registry import call_tool
+from serendip.tools.engine.jsonsafe import SUMMARY_LIMIT, dumps, to_jsonable
+from serendip.tools.engine.registry import call_tool
 
 
 def entry(result, name):

@@ -10,7 +10,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from serendip.agent.settings import Settings
-from serendip.evals import real_tables, runner, synthetic
+from serendip.evals import real_tables, runner
+from serendip.tools import synthetic
 from serendip.evals.cases import CASES_DIR, Case, CaseError, load_case, load_cases, select_cases
 from serendip.evals.judge import judge_findings, known_hypotheses
 from serendip.evals.truth import Truth, materialise

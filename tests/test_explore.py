@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 from serendip.agent import autopilot as autopilot_module
 from serendip.agent.cli import main as cli_main
 from serendip.agent.explore import ExploreConfig, RunSetupError, explore
-from serendip.evals import synthetic
+from serendip.tools import synthetic
 
 
 def run(tmp_path, df: pd.DataFrame, goal: str = "", name: str = "table.csv", **kwargs):

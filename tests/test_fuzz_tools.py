@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serendip.tools.registry import REGISTRY, call_tool, load_builtin_tools
-from serendip.tools.session import Session
-from serendip.tools.table import Table
+from serendip.tools.engine.registry import REGISTRY, call_tool, load_builtin_tools
+from serendip.tools.engine.session import Session
+from serendip.tools.engine.table import Table
 
 load_builtin_tools()
 MAX_EXAMPLES = 6

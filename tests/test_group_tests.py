@@ -9,7 +9,7 @@ from sklearn.mixture import GaussianMixture
 
 from serendip.tools import group_tests as gt
 from serendip.tools import subspace_search as ss
-from serendip.tools.registry import call_tool
+from serendip.tools.engine.registry import call_tool
 
 
 def two_populations(separation: float, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +79,7 @@ def test_cluster_reports_overlapping_populations(make_session):
 
 
 def test_subspace_search_finds_a_planted_clump(make_session):
-    from serendip.evals.synthetic import subspace_clump_table
+    from serendip.tools.synthetic import subspace_clump_table
 
     df, truth = subspace_clump_table(n=3000, seed=0)
     session = make_session(df)

@@ -22,12 +22,12 @@ from serendip.agent.ledger import Ledger
 from serendip.agent.loop import AgentLoop, LoopLimits
 from serendip.agent.runlock import RunLock
 from serendip.agent.transcript import Transcript
-from serendip.tools.argsize import MAX_STRING_CHARS
-from serendip.tools.local_runner import LocalRunner
-from serendip.tools.registry import call_tool
-from serendip.tools.sandbox import SandboxLimits, ToolCrash, WorkerRunner
-from serendip.tools.session import safe_scale
-from serendip.tools.table import Table
+from serendip.tools.engine.argsize import MAX_STRING_CHARS
+from serendip.tools.engine.local_runner import LocalRunner
+from serendip.tools.engine.registry import call_tool
+from serendip.tools.engine.sandbox import SandboxLimits, ToolCrash, WorkerRunner
+from serendip.tools.engine.session import safe_scale
+from serendip.tools.engine.table import Table
 from stub_openai_server import StubOpenAIServer, delayed, tool_calls_reply
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -274,7 +274,7 @@ def test_a_worker_killed_from_outside_is_reported_as_killed(worker):
 @pytest.mark.slow
 def test_a_table_too_big_for_the_worker_is_a_bad_input(tmp_path):
     from sandbox_loaders import oversized_loader
-    from serendip.tools.errors import TableLoadError
+    from serendip.tools.engine.errors import TableLoadError
 
     runner = WorkerRunner(str(tmp_path / "big.csv"), tmp_path / "w", limits=SandboxLimits(memory_limit_mb=1024),
                           loader=oversized_loader, extra_sys_path=[str(TESTS_DIR)])

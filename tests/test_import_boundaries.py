@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {"serendip", "serendip.agent.api", "serendip.agent.settings", "serendip.agent.progress"}
-CLI_MAY_IMPORT = {"serendip.evals.bench", "serendip.evals.runner", "serendip.evals.synthetic"}
+CLI_MAY_IMPORT = {"serendip.evals.bench", "serendip.evals.runner"}
 
 
 def imports(path: Path) -> list[tuple[int, str]]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from serendip.agent.ledger import Ledger
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.result import ToolResult
 from serendip.tools.stats import bh_qvalues
 
 

@@ -22,10 +22,10 @@ from serendip.agent.loop import AgentLoop, LoopLimits
 from serendip.agent.progress import Progress
 from serendip.agent.prompts import system_prompt, task_prompt
 from serendip.agent.transcript import Transcript
-from serendip.tools.local_runner import LocalRunner
-from serendip.tools.registry import REGISTRY, build_spec
-from serendip.tools.result import ToolResult
-from serendip.tools.table import Table
+from serendip.tools.engine.local_runner import LocalRunner
+from serendip.tools.engine.registry import REGISTRY, build_spec
+from serendip.tools.engine.result import ToolResult
+from serendip.tools.engine.table import Table
 
 CALLS = {"t_profile": 0, "t_correlate": 0}
 

@@ -12,7 +12,7 @@ from serendip.agent.agent_tools import agent_tool_schemas
 from serendip.agent.models import build_chat_model
 from serendip.agent.settings import Settings, SettingsError
 from serendip.agent.tool_profiles import is_loopback_url, profile_schemas, resolve_profile, schema_size
-from serendip.tools.registry import REGISTRY, load_builtin_tools
+from serendip.tools.engine.registry import REGISTRY, load_builtin_tools
 
 LOCAL = "http://127.0.0.1:8089/v1"
 
@@ -108,7 +108,7 @@ def test_compact_profile_names_the_same_tools_and_is_far_smaller():
 
 
 def test_compact_calls_validate_against_the_full_tools():
-    from serendip.tools.registry import get_spec, validate_arguments
+    from serendip.tools.engine.registry import get_spec, validate_arguments
 
     samples = {"correlate": {"columns": ["a", "b"], "target": "a", "control": ["c"]},
                "cluster": {"columns": ["a"], "method": "gmm", "space": "umap", "embedding": "R2_umap"},

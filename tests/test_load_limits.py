@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from serendip.agent.cli import main as cli_main
-from serendip.tools.errors import TableLoadError
+from serendip.tools.engine.errors import TableLoadError
 from serendip.tools.loading import budget as budget_module
 from serendip.tools.loading import load_table
 

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from conftest import shared_dataset
-from serendip.tools.errors import TableLoadError
+from serendip.tools.engine.errors import TableLoadError
 from serendip.tools.loading import load_table
 from serendip.tools.loading.sentinels import looks_like_sentinel, mask_sentinels
-from serendip.tools.table import Table
+from serendip.tools.engine.table import Table
 
 
 def write_text(path: Path, text: str) -> Path:

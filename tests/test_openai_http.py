@@ -19,8 +19,8 @@ from serendip.agent.models import build_chat_model
 from serendip.agent.settings import Settings
 from serendip.agent.progress import Progress
 from serendip.agent.transcript import Transcript
-from serendip.tools.local_runner import LocalRunner
-from serendip.tools.table import Table
+from serendip.tools.engine.local_runner import LocalRunner
+from serendip.tools.engine.table import Table
 from stub_openai_server import (StubOpenAIServer, completion, delayed, error_reply, raw_reply, text_reply,
                                 tool_calls_reply)
 

@@ -10,10 +10,10 @@ import pytest
 from sklearn.metrics import f1_score
 
 from conftest import shared_dataset
-from serendip.tools.jsonsafe import SUMMARY_LIMIT, bound_summary, dumps
-from serendip.tools.registry import call_tool
-from serendip.tools.session import Session
-from serendip.tools.table import ColumnInfo, Table
+from serendip.tools.engine.jsonsafe import SUMMARY_LIMIT, bound_summary, dumps
+from serendip.tools.engine.registry import call_tool
+from serendip.tools.engine.session import Session
+from serendip.tools.engine.table import ColumnInfo, Table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

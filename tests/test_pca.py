@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from serendip.tools.pca import component_label, components_for_variance, principal_components
-from serendip.tools.registry import call_tool
+from serendip.tools.engine.registry import call_tool
 
 COEFS = {"mass": 1.0, "sfr": 0.8, "age": -0.9, "luminosity": 1.2, "metallicity": -0.7}
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from serendip.tools.plot import plain_text
-from serendip.tools.registry import call_tool
+from serendip.tools.engine.registry import call_tool
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HOSTILE_X = r"$\frac{1}{0}$ mass"

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from pydantic import Field
 
-from serendip.tools.jsonsafe import SUMMARY_LIMIT, bound_summary, dumps
-from serendip.tools.registry import UndocumentedArgumentError, build_spec, call_tool
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.jsonsafe import SUMMARY_LIMIT, bound_summary, dumps
+from serendip.tools.engine.registry import UndocumentedArgumentError, build_spec, call_tool
+from serendip.tools.engine.result import ToolResult
 
 
 def test_undocumented_argument_is_refused():

@@ -1,7 +1,7 @@
 """The HTML report is self-contained and escapes every string that came from the table."""
 
 from serendip.agent.report_html import markdown_to_html
-from serendip.tools.mdtext import code
+from serendip.tools.engine.mdtext import code
 
 
 def test_hostile_strings_stay_text(tmp_path):

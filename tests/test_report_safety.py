@@ -18,7 +18,7 @@ from markdown_it import MarkdownIt
 
 from serendip.agent.explore import ExploreConfig, explore
 from serendip.agent.report_html import markdown_to_html
-from serendip.tools.mdtext import code, defuse_markdown, escape_md
+from serendip.tools.engine.mdtext import code, defuse_markdown, escape_md
 from stub_openai_server import StubOpenAIServer, tool_calls_reply
 
 HOSTILE_COLUMN = "![x](https://attacker.example/leak)"

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from sandbox_loaders import unreadable_loader
-from serendip.tools.errors import TableLoadError
-from serendip.tools.registry import REGISTRY, call_tool
-from serendip.tools.sandbox import SandboxLimits, ToolCrash, WorkerRunner, worker_environment
-from serendip.tools.session import Session
-from serendip.tools.table import Table
+from serendip.tools.engine.errors import TableLoadError
+from serendip.tools.engine.registry import REGISTRY, call_tool
+from serendip.tools.engine.sandbox import SandboxLimits, ToolCrash, WorkerRunner, worker_environment
+from serendip.tools.engine.session import Session
+from serendip.tools.engine.table import Table
 
 TESTS_DIR = Path(__file__).resolve().parent
 

@@ -10,7 +10,7 @@ import pytest
 
 from serendip.tools import filter_grammar as fg
 from serendip.tools.filter_grammar import FilterSyntaxError, parse_filter
-from serendip.tools.registry import call_tool
+from serendip.tools.engine.registry import call_tool
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from serendip.tools.session import Session
-from serendip.tools.table import Table
+from serendip.tools.engine.session import Session
+from serendip.tools.engine.table import Table
 
 
 def test_restore_ignores_a_file_left_by_a_killed_worker(tmp_path):

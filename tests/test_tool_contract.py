@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serendip.tools.jsonsafe import SUMMARY_LIMIT
-from serendip.tools.registry import REGISTRY, call_tool, load_builtin_tools
+from serendip.tools.engine.jsonsafe import SUMMARY_LIMIT
+from serendip.tools.engine.registry import REGISTRY, call_tool, load_builtin_tools
 
 load_builtin_tools()
 

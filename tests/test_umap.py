@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serendip.tools.registry import call_tool
+from serendip.tools.engine.registry import call_tool
 from serendip.tools.umap_embed import cell_name, embedding_drivers, region_medians
 
 

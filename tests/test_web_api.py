@@ -21,7 +21,7 @@ from serendip.agent.web.app import create_app, gate_for  # noqa: E402
 from serendip.agent.web.security import COOKIE_NAME  # noqa: E402
 from serendip.agent.web.sessions import WebSettings  # noqa: E402
 from serendip.agent.web.uploads import display_name, stored_name  # noqa: E402
-from serendip.evals.synthetic import write_example_table  # noqa: E402
+from serendip.tools.synthetic import write_example_table  # noqa: E402
 
 pytestmark = pytest.mark.slow
 BASE = "http://127.0.0.1:8765"

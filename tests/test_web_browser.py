@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from serendip.evals.synthetic import write_example_table
+from serendip.tools.synthetic import write_example_table
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"

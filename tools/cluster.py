@@ -27,11 +27,11 @@ from serendip.tools import group_tests as gt  # noqa: E402
 from serendip.tools.group_profile import (  # noqa: E402
     categorical_coincidence, coincidence_candidates, group_effects, group_profiles, most_separating_features,
     relabel_by_size)
-from serendip.tools.mdtext import code  # noqa: E402
+from serendip.tools.engine.mdtext import code  # noqa: E402
 from serendip.tools.pca import components_for_variance, count, principal_components  # noqa: E402
 from serendip.tools.plot import figure_context, plain_text, save_figure  # noqa: E402
-from serendip.tools.registry import tool  # noqa: E402
-from serendip.tools.result import ToolResult  # noqa: E402
+from serendip.tools.engine.registry import tool  # noqa: E402
+from serendip.tools.engine.result import ToolResult  # noqa: E402
 from serendip.tools.stats import resampling_stability  # noqa: E402
 
 MIN_ROWS = 10

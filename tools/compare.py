@@ -14,10 +14,10 @@ import numpy as np  # noqa: E402
 from pydantic import Field  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
-from serendip.tools.mdtext import code  # noqa: E402
+from serendip.tools.engine.mdtext import code  # noqa: E402
 from serendip.tools.plot import figure_context, plain_text, save_figure  # noqa: E402
-from serendip.tools.registry import tool  # noqa: E402
-from serendip.tools.result import ToolResult  # noqa: E402
+from serendip.tools.engine.registry import tool  # noqa: E402
+from serendip.tools.engine.result import ToolResult  # noqa: E402
 from serendip.tools.stats import bh_qvalues  # noqa: E402
 
 OFFSET_SIGMA = 1.0

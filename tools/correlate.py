@@ -16,10 +16,10 @@ from pydantic import Field  # noqa: E402
 
 from serendip.tools.dependence import (PairStats, correlation_stats, pair_indices, partial_stats,  # noqa: E402
                                        weaker_of, xi_pairs)
-from serendip.tools.mdtext import code  # noqa: E402
+from serendip.tools.engine.mdtext import code  # noqa: E402
 from serendip.tools.plot import figure_context, plain_text, save_figure  # noqa: E402
-from serendip.tools.registry import tool  # noqa: E402
-from serendip.tools.result import ToolResult  # noqa: E402
+from serendip.tools.engine.registry import tool  # noqa: E402
+from serendip.tools.engine.result import ToolResult  # noqa: E402
 from serendip.tools.stats import bh_qvalues  # noqa: E402
 
 MAX_LOOP_PAIRS = 2000

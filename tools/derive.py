@@ -9,9 +9,9 @@ import numpy as np
 
 from serendip.tools.derive_grammar import (
     DeriveSyntaxError, canonical, columns_used, evaluate, parse, unit_of)
-from serendip.tools.mdtext import code
-from serendip.tools.registry import tool
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.mdtext import code
+from serendip.tools.engine.registry import tool
+from serendip.tools.engine.result import ToolResult
 
 MAX_NAME_LENGTH = 80
 _OPERATOR_WORDS = {"+": "plus", "-": "minus", "*": "times", "/": "over", ",": "_"}

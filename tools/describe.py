@@ -10,11 +10,11 @@ import pandas as pd
 from pydantic import Field
 
 from serendip.tools.dependence import pairwise_corr, rank_columns
-from serendip.tools.jsonsafe import dumps, to_jsonable
-from serendip.tools.mdtext import code
-from serendip.tools.registry import tool
-from serendip.tools.result import ToolResult
-from serendip.tools.table import ROLES
+from serendip.tools.engine.jsonsafe import dumps, to_jsonable
+from serendip.tools.engine.mdtext import code
+from serendip.tools.engine.registry import tool
+from serendip.tools.engine.result import ToolResult
+from serendip.tools.engine.table import ROLES
 
 QUANTILES = (1, 5, 25, 50, 75, 95, 99)
 MOSTLY_MISSING = 0.5

@@ -150,7 +150,7 @@ def categorical_coincidence(table, rows: np.ndarray, labels: np.ndarray, columns
     """Agreement of a grouping with each categorical column: adjusted Rand, Cramér's V and a chi-square p.
 
     Args:
-        table: The :class:`~serendip.tools.table.Table`.
+        table: The :class:`~serendip.tools.engine.table.Table`.
         rows: Table positions of the labelled rows.
         labels: Group per row of ``rows`` (-1 = in no group; left out).
         columns: Candidate columns (see :func:`coincidence_candidates`).

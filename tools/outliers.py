@@ -14,10 +14,10 @@ from sklearn.covariance import MinCovDet
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor
 
-from serendip.tools.mdtext import code
+from serendip.tools.engine.mdtext import code
 from serendip.tools.plot import figure_context, marker_size, plain_text, plt, save_figure
-from serendip.tools.registry import tool
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.registry import tool
+from serendip.tools.engine.result import ToolResult
 
 SMALL_FRACTION = 0.05
 """Largest flagged fraction proposed as an outlier finding (more is a population, not outliers); a

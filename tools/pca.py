@@ -14,10 +14,10 @@ from pydantic import Field  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from serendip.tools.mdtext import code  # noqa: E402
+from serendip.tools.engine.mdtext import code  # noqa: E402
 from serendip.tools.plot import figure_context, plain_text, save_figure  # noqa: E402
-from serendip.tools.registry import tool  # noqa: E402
-from serendip.tools.result import ToolResult  # noqa: E402
+from serendip.tools.engine.registry import tool  # noqa: E402
+from serendip.tools.engine.result import ToolResult  # noqa: E402
 
 VARIANCE_TARGET = 0.9
 """Default number of components: the fewest that explain this fraction of the variance."""

@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from serendip.tools.mdtext import code  # noqa: E402
-from serendip.tools.registry import tool  # noqa: E402
-from serendip.tools.result import ToolResult  # noqa: E402
+from serendip.tools.engine.mdtext import code  # noqa: E402
+from serendip.tools.engine.registry import tool  # noqa: E402
+from serendip.tools.engine.result import ToolResult  # noqa: E402
 
 MAX_LEVELS = 10
 """Most categories a color legend shows; the rest are drawn as 'other'."""

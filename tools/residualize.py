@@ -9,10 +9,10 @@ from pydantic import Field
 from scipy import stats as sps
 from sklearn.linear_model import HuberRegressor
 
-from serendip.tools.registry import tool
-from serendip.tools.mdtext import code
-from serendip.tools.session import safe_scale
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.registry import tool
+from serendip.tools.engine.mdtext import code
+from serendip.tools.engine.session import safe_scale
+from serendip.tools.engine.result import ToolResult
 
 
 def binned_median_curve(x: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray:

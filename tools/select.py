@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from serendip.tools.filter_grammar import MAX_LENGTH, FilterSyntaxError, parse_filter
-from serendip.tools.mdtext import code
-from serendip.tools.registry import tool
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.mdtext import code
+from serendip.tools.engine.registry import tool
+from serendip.tools.engine.result import ToolResult
 
 RESET_WORDS = {"", "all", "*", "all rows", "reset"}
 

@@ -14,10 +14,10 @@ from pydantic import Field  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from serendip.tools import subspace_search as ss  # noqa: E402
-from serendip.tools.mdtext import code  # noqa: E402
+from serendip.tools.engine.mdtext import code  # noqa: E402
 from serendip.tools.plot import figure_context, plain_text, save_figure  # noqa: E402
-from serendip.tools.registry import tool  # noqa: E402
-from serendip.tools.result import ToolResult  # noqa: E402
+from serendip.tools.engine.registry import tool  # noqa: E402
+from serendip.tools.engine.result import ToolResult  # noqa: E402
 from serendip.tools.stats import bh_qvalues  # noqa: E402
 
 MIN_DISTINCT = 20

@@ -7,9 +7,9 @@ from typing import Literal
 import numpy as np
 from scipy import stats as sps
 
-from serendip.tools.registry import tool
-from serendip.tools.mdtext import code
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.registry import tool
+from serendip.tools.engine.mdtext import code
+from serendip.tools.engine.result import ToolResult
 
 
 def apply_transform(x: np.ndarray, kind: str) -> tuple[np.ndarray, str]:

@@ -20,11 +20,11 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from serendip.tools.mdtext import code  # noqa: E402
+from serendip.tools.engine.mdtext import code  # noqa: E402
 from serendip.tools.pca import components_for_variance, count, incomplete_rows, principal_components  # noqa: E402
 from serendip.tools.plot import figure_context, plain_text, save_figure  # noqa: E402
-from serendip.tools.registry import tool  # noqa: E402
-from serendip.tools.result import ToolResult  # noqa: E402
+from serendip.tools.engine.registry import tool  # noqa: E402
+from serendip.tools.engine.result import ToolResult  # noqa: E402
 
 MIN_ROWS = 10
 DRIVER_ROWS = 100_000

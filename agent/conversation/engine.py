@@ -19,9 +19,9 @@ from serendip.agent.explore import ExploreConfig, RunSetupError, check_table_pat
 from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.transcript import Transcript
-from serendip.tools.errors import TableLoadError
-from serendip.tools.result import ToolResult
-from serendip.tools.thresholds import Thresholds
+from serendip.tools.engine.errors import TableLoadError
+from serendip.tools.engine.result import ToolResult
+from serendip.tools.engine.thresholds import Thresholds
 
 
 class _GuardedRunner:
@@ -100,10 +100,10 @@ class Analysis:
 
     def _make_runner(self):
         if self.cfg.in_process:
-            from serendip.tools.local_runner import LocalRunner
+            from serendip.tools.engine.local_runner import LocalRunner
 
             return LocalRunner(str(self.table_path), self.workdir, seed=self.cfg.seed, thresholds=self.cfg.thresholds)
-        from serendip.tools.sandbox import SandboxLimits, WorkerRunner
+        from serendip.tools.engine.sandbox import SandboxLimits, WorkerRunner
 
         limits = SandboxLimits(time_limit_s=self.cfg.tool_time_limit, memory_limit_mb=self.cfg.memory_limit_mb)
         return WorkerRunner(str(self.table_path), self.workdir, seed=self.cfg.seed, limits=limits,

@@ -10,7 +10,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
-from serendip.tools.jsonsafe import to_jsonable
+from serendip.tools.engine.jsonsafe import to_jsonable
 
 KEY_NUMBER_LIMIT = 8
 

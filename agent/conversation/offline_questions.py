@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from serendip.agent.conversation.column_match import find_columns, normalise
 from serendip.agent.report import fmt
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.result import ToolResult
 
 OUTLIER_WORDS = re.compile(r" (outliers?|anomal\w*|unusual|odd(est)?|weird\w*|strange|extreme\w*|atypical|peculiar"
                            r"|stands? out|oddballs?|abnormal) ")

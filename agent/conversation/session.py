@@ -25,9 +25,9 @@ from serendip.agent.conversation.offline_questions import CONFIGURE_HINT, compos
 from serendip.agent.explore import RunSetupError, default_out_dir
 from serendip.agent.loop import AgentLoop, LoopLimits, result_text, tool_error
 from serendip.agent.prompts import render, system_prompt, task_prompt
-from serendip.tools.jsonsafe import to_jsonable
-from serendip.tools.result import ToolResult
-from serendip.tools.sandbox import ToolCrash
+from serendip.tools.engine.jsonsafe import to_jsonable
+from serendip.tools.engine.result import ToolResult
+from serendip.tools.engine.sandbox import ToolCrash
 
 SESSION_SCHEMA = "serendip.chat/1"
 NOTE_CHARS = 3000

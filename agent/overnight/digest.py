@@ -15,7 +15,7 @@ from serendip.agent.overnight.memory import earlier_sightings, remember, signatu
 from serendip.agent.overnight.runs import read_json
 from serendip.agent.report import escape_md, fmt, stats_line
 from serendip.agent.report_html import markdown_to_html
-from serendip.tools.mdtext import code
+from serendip.tools.engine.mdtext import code
 
 ROBUSTNESS = {"robust": 1.0, "untested": 0.5, "fragile": 0.35, "artefact": 0.1}
 NOVELTY = {"new": 1.0, "seen": 0.4, "known": 0.3}

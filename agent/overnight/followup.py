@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serendip.tools.mdtext import code
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.mdtext import code
+from serendip.tools.engine.result import ToolResult
 
 ALPHA = 0.05
 STRONG_COVARIATE = 0.3
@@ -74,8 +74,8 @@ class Session:
         from serendip.agent.overnight.runs import read_json
         from serendip.agent.transcript import Transcript
         from serendip.tools.loading import load_table
-        from serendip.tools.local_runner import LocalRunner
-        from serendip.tools.table import ColumnInfo
+        from serendip.tools.engine.local_runner import LocalRunner
+        from serendip.tools.engine.table import ColumnInfo
 
         info = read_json(run_dir / "run.json")
         table = load_table(info["table"])

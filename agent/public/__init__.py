@@ -31,8 +31,8 @@ _EXPORTS = {
     "chat_model": "serendip.agent.api",
     "Settings": "serendip.agent.settings",
     "SettingsError": "serendip.agent.settings",
-    "Finding": "serendip.tools.contracts",
-    "ToolResult": "serendip.tools.result",
+    "Finding": "serendip.tools.engine.contracts",
+    "ToolResult": "serendip.tools.engine.result",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -40,8 +40,8 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from serendip.agent.api import Analysis, Run, RunSetupError, chat_model, explore, open  # noqa: F401
     from serendip.agent.settings import Settings, SettingsError  # noqa: F401
-    from serendip.tools.contracts import Finding  # noqa: F401
-    from serendip.tools.result import ToolResult  # noqa: F401
+    from serendip.tools.engine.contracts import Finding  # noqa: F401
+    from serendip.tools.engine.result import ToolResult  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -26,7 +26,7 @@ from serendip.agent.web.runs import RunManager
 from serendip.agent.web.sessions import (FIGURE_NAME, SessionManager, TableError, TableMeta, TableSession, new_id,
                                          write_json)
 from serendip.agent.web.uploads import UploadError, receive_upload
-from serendip.tools.jsonsafe import to_jsonable
+from serendip.tools.engine.jsonsafe import to_jsonable
 
 TOOL_NAME = re.compile(r"^[a-z_]{1,40}$")
 KEEPALIVE_S = 15.0

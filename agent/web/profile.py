@@ -12,8 +12,8 @@ import math
 import os
 from pathlib import Path
 
-from serendip.tools.jsonsafe import to_jsonable
-from serendip.tools.table import Table
+from serendip.tools.engine.jsonsafe import to_jsonable
+from serendip.tools.engine.table import Table
 
 PREVIEW_ROWS = 20
 PREVIEW_COLUMNS = 40

@@ -36,7 +36,7 @@ from serendip.agent.conversation.session import ChatSession
 from serendip.agent.explore import RunSetupError
 from serendip.agent.loop import LoopLimits
 from serendip.agent.web.profile import load_and_profile
-from serendip.tools.jsonsafe import to_jsonable
+from serendip.tools.engine.jsonsafe import to_jsonable
 
 TABLE_ID = re.compile(r"^[0-9a-f]{16}$")
 FIGURE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,120}\.png$")

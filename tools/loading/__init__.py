@@ -1,4 +1,4 @@
-"""Reading table files into a cleaned :class:`~serendip.tools.table.Table`."""
+"""Reading table files into a cleaned :class:`~serendip.tools.engine.table.Table`."""
 
 from serendip.tools.loading.load import load_table
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serendip.tools.errors import TableLoadError
+from serendip.tools.engine.errors import TableLoadError
 from serendip.tools.loading.budget import check_text_size, load_budget
 from serendip.tools.loading.formats import detect_format
 from serendip.tools.loading.prepare import prepare_frame
 from serendip.tools.loading.problems import BadTable, one_line
 from serendip.tools.loading.readers import READERS, RawTable
-from serendip.tools.table import Table
+from serendip.tools.engine.table import Table
 
 _FORMAT_NAMES = {"csv": "delimited text", "parquet": "Parquet", "excel": "an Excel workbook", "fits": "FITS",
                  "votable": "a VOTable"}

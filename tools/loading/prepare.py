@@ -11,7 +11,7 @@ from serendip.tools.loading.limits import parse_limits
 from serendip.tools.loading.names import make_unique_names
 from serendip.tools.loading.roles import bool_words, column_kind, infer_role
 from serendip.tools.loading.sentinels import mask_sentinels
-from serendip.tools.table import ColumnInfo, Table
+from serendip.tools.engine.table import ColumnInfo, Table
 
 # Cell texts that mean "no value" in any string column (CSV readers already catch most of them).
 MISSING_MARKERS = ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "Null", "None", "none",

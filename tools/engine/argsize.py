@@ -7,7 +7,7 @@ stops as soon as a bound is crossed, so a hostile value costs no more than the b
 
 from __future__ import annotations
 
-from serendip.tools.errors import ToolInputError
+from serendip.tools.engine.errors import ToolInputError
 
 MAX_ARGUMENTS_CHARS = 20_000
 """Largest size of a call's arguments, counted as the characters of their JSON text."""

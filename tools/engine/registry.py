@@ -19,10 +19,10 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from serendip.tools.argsize import MAX_ARGUMENTS_CHARS, bounded_arguments, check_argument_size
-from serendip.tools.docstrings import parse_docstring
-from serendip.tools.errors import ToolInputError
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.argsize import MAX_ARGUMENTS_CHARS, bounded_arguments, check_argument_size
+from serendip.tools.engine.docstrings import parse_docstring
+from serendip.tools.engine.errors import ToolInputError
+from serendip.tools.engine.result import ToolResult
 
 MAX_ARGUMENT_CHARS = MAX_ARGUMENTS_CHARS
 
@@ -194,7 +194,7 @@ def call_tool(session, name: str, arguments: dict | str | None = None, result_id
     ``error`` set; any other exception is a bug and propagates.
 
     Args:
-        session: The :class:`~serendip.tools.session.Session` holding the table.
+        session: The :class:`~serendip.tools.engine.session.Session` holding the table.
         name: Tool name.
         arguments: A dict or JSON text of arguments.
         result_id: The id to give the result; the session's next id when None.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from serendip.tools.jsonsafe import bound_summary, dumps, to_jsonable
+from serendip.tools.engine.jsonsafe import bound_summary, dumps, to_jsonable
 
 FINDING_KINDS = ("trend", "group", "outlier", "data_quality")
 DETAILS_LIMIT = 500_000
@@ -32,7 +32,7 @@ class ToolResult:
         artifacts: Names of per-row arrays the call saved in the session workspace (columns of rows.csv).
         findings: Candidate findings in the shape of the findings contract (without ``id``).
         tests: Every p-value the call computed, as ``[key, p]`` pairs, for run-wide FDR control.
-        derived: Provenance of the columns the call added (:class:`~serendip.tools.contracts.DerivedColumn` dicts).
+        derived: Provenance of the columns the call added (:class:`~serendip.tools.engine.contracts.DerivedColumn` dicts).
         details: Machine-readable facts for planners and reports that the model does not see in full
             (e.g. every column's profile of a wide table); JSON-safe, capped at ``DETAILS_LIMIT`` characters.
         error: For a call the caller can fix, the message saying how; None on success.

@@ -49,13 +49,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from serendip.tools.argsize import bounded_arguments
-from serendip.tools.errors import TableLoadError
-from serendip.tools.result import ToolResult
+from serendip.tools.engine.argsize import bounded_arguments
+from serendip.tools.engine.errors import TableLoadError
+from serendip.tools.engine.result import ToolResult
 
 if TYPE_CHECKING:
-    from serendip.tools.table import Table
-    from serendip.tools.thresholds import Thresholds
+    from serendip.tools.engine.table import Table
+    from serendip.tools.engine.thresholds import Thresholds
 
 WORKER_LOG = "worker.log"
 START_TIMEOUT_S = 900.0
@@ -190,9 +190,9 @@ def _worker_main(conn, parent_pid: int) -> None:
     print(f"--- worker {os.getpid()} starting {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
     try:
         _cap_address_space(config["memory_limit_mb"])
-        from serendip.tools.local_runner import table_overview
-        from serendip.tools.registry import REGISTRY, call_tool, load_builtin_tools
-        from serendip.tools.session import Session
+        from serendip.tools.engine.overview import table_overview
+        from serendip.tools.engine.registry import REGISTRY, call_tool, load_builtin_tools
+        from serendip.tools.engine.session import Session
 
         load_builtin_tools()  # import the tool modules now so that calls are timed on their work only
         for module in config.get("extra_tool_modules", []):

@@ -5,32 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serendip.tools.registry import call_tool, load_builtin_tools
-from serendip.tools.result import ToolResult
-from serendip.tools.session import Session
-from serendip.tools.table import Table
-from serendip.tools.thresholds import Thresholds
-
-
-def table_overview(table: Table) -> dict:
-    """A small description of a table for the agent: size, columns with roles and units, load notes.
-
-    Columns derived during the session (residuals, transforms; restored after a worker restart or on
-    resume) are listed apart, so the overview always describes the input table.
-    """
-    cols, derived = [], []
-    for name, info in table.info.items():
-        if info.derived:
-            derived.append(name)
-            continue
-        entry = {"name": name, "role": info.role}
-        if info.unit:
-            entry["unit"] = info.unit
-        if getattr(info, "kind", None):
-            entry["kind"] = info.kind
-        cols.append(entry)
-    return {"n_rows": table.n_rows, "n_columns": len(cols), "columns": cols, "derived_columns": derived,
-            "warnings": list(table.warnings), "sha256": table.sha256, "format": table.format, "path": table.path}
+from serendip.tools.engine.registry import call_tool, load_builtin_tools
+from serendip.tools.engine.result import ToolResult
+from serendip.tools.engine.session import Session
+from serendip.tools.engine.table import Table
+from serendip.tools.engine.thresholds import Thresholds
+from serendip.tools.engine.overview import table_overview
 
 
 class LocalRunner:

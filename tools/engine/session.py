@@ -13,10 +13,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from serendip.tools.contracts import DerivedColumn
-from serendip.tools.errors import ToolInputError
-from serendip.tools.table import ColumnInfo, Table
-from serendip.tools.thresholds import Thresholds
+from serendip.tools.engine.contracts import DerivedColumn
+from serendip.tools.engine.errors import ToolInputError
+from serendip.tools.engine.table import ColumnInfo, Table
+from serendip.tools.engine.thresholds import Thresholds
 
 WORKSPACE_DIRNAME = ".workspace"
 ARTIFACT_NAME = re.compile(r"^R\d+_[A-Za-z0-9_-]{1,80}$")
@@ -300,7 +300,7 @@ class Session:
             name: The new column.
             values: One value per table row.
             description: One line for people.
-            operation: What made it (e.g. 'log10', 'residual'); see :class:`~serendip.tools.contracts.DerivedColumn`.
+            operation: What made it (e.g. 'log10', 'residual'); see :class:`~serendip.tools.engine.contracts.DerivedColumn`.
             inputs: The columns it was computed from.
             controls: The columns it controls for.
         """
