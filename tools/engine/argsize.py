@@ -11,8 +11,9 @@ from serendip.tools.engine.errors import ToolInputError
 
 MAX_ARGUMENTS_CHARS = 20_000
 """Largest size of a call's arguments, counted as the characters of their JSON text."""
-MAX_STRING_CHARS = 4_000
-"""Longest single string (a value or a key) anywhere in the arguments."""
+MAX_STRING_CHARS = 16_000
+"""Longest single string (a value or a key) anywhere in the arguments (tools may bound their own strings
+more tightly, e.g. select's 2,000-character expressions, with a more specific message)."""
 MAX_DEPTH = 8
 """Deepest nesting of lists and objects."""
 
