@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from serendip.agent.settings import Settings
 from serendip.evals import runner
 from serendip.evals.real_tables import datasets_root as dataset_root
 
@@ -19,7 +20,7 @@ ANONYMISED = ["synthetic_trends", "synthetic_outliers", "synthetic_systematic", 
 
 def run_case(name: str, anonymised: bool, tmp_path) -> dict:
     job = runner.Job(case_path=str(CASES_DIR / f"{name}.toml"), case_name=name, anonymised=anonymised,
-                     out_root=str(tmp_path), in_process=True, time_limit=600)
+                     out_root=str(tmp_path), in_process=True, settings=Settings.defaults(time_limit=600))
     result = runner.run_job(job)
     if result["status"] == "skipped":
         pytest.skip(result.get("message") or "dataset missing")
