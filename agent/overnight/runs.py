@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from serendip.agent.explore import file_sha256
 from serendip.agent.overnight.plan import Plan, Strategy
 
 FINISHED = {"completed", "step_limit", "time_limit", "token_limit", "error"}
@@ -79,15 +80,6 @@ class RunSpec(BaseModel):
     def run_goal(self) -> str:
         """The goal text the exploration gets (plan goal + strategy)."""
         return self.strategy.goal_text(self.goal)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run_id(table_sha256: str, goal: str, strategy: Strategy, model: str, seed: int) -> str:
