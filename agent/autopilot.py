@@ -14,6 +14,7 @@ import numpy as np
 from serendip.agent.budget import Budget, Stop
 from serendip.agent import derivations as dv
 from serendip.agent.goal import GoalIntent, parse_goal
+from serendip.agent.headline_figures import draw_headline_figures
 from serendip.agent.knowledge.autopilot_step import control_known_relations
 from serendip.agent.outcome import RunOutcome
 from serendip.tools.engine.contracts import DerivingSummary, EmbeddingSummary, PcaSummary, read_summary
@@ -166,6 +167,7 @@ class Autopilot:
             self.look_again_for_groups(residuals or working, changed=(residuals or working) != raw)
         if self.wants("outliers") and working and self.n_rows >= 20:
             self.find_outliers(columns=continuous, working=residuals or working)
+        draw_headline_figures(self)  # issue 17: a figure for every headline
 
     def remove_offsets(self, by: str, found: dict, rid: str, columns: list[str],
                        continuous: list[str]) -> tuple[list[str], list[str]]:

@@ -16,7 +16,7 @@ from serendip.agent.knowledge.run_hook import KnowledgeOpenError, apply_novelty,
 from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.progress import Progress
-from serendip.agent.report import write_findings_json, write_rows_csv
+from serendip.agent.report import report_findings, write_findings_json, write_rows_csv
 from serendip.agent.report_html import markdown_to_html
 from serendip.agent.report_md import build_report
 from serendip.agent.settings import Settings
@@ -321,6 +321,7 @@ def write_outputs(out: Path, cfg: ExploreConfig, dataset: dict, ledger: Ledger, 
                                      and outcome.status != "error"
                                      and any(c.status == "recorded" for c in ledger.candidates.values()))
     findings, novelty_notes = apply_novelty(findings, knowledge, dataset, cfg.goal, out)
+    findings = report_findings(findings, ledger)  # issue 17: families, plain names, headline figures
     outcome.notes.extend(novelty_notes)
     run_info.update({"exit_status": outcome.status, "reason": outcome.reason, "steps": outcome.steps,
                      "tokens": outcome.tokens, "wall_time_s": round(time.time() - started, 2),

@@ -55,8 +55,8 @@ def stats_line(f: dict) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def finding_block(f: dict, level: str = "###") -> str:
-    """One finding in markdown: title, summary, stats, evidence and figures."""
+def finding_block(f: dict, level: str = "###", members: list[dict] | None = None) -> str:
+    """One finding in markdown: title, summary, stats, evidence, a family's members, and figures."""
     cols = ", ".join(code(c) for c in f.get("columns") or [])
     lines = [f"{level} {escape_md(f['id'])}. {escape_md(f.get('title', ''))}", ""]
     if f.get("summary"):
@@ -67,8 +67,16 @@ def finding_block(f: dict, level: str = "###") -> str:
             f"*score:* {fmt(f.get('score'))}"]
     if cols:
         meta.append(f"*columns:* {cols}")
-    lines += ["; ".join(meta), "", f"*Statistics:* {stats_line(f)}", "",
+    label = "*Statistics (strongest member):*" if members else "*Statistics:*"
+    lines += ["; ".join(meta), "", f"{label} {stats_line(f)}", "",
               f"*Evidence:* tool results {escape_md(', '.join(str(e) for e in f.get('evidence') or []))}", ""]
+    if members:
+        lines += ["*Members:*", ""]
+        for m in members:
+            known = f" (*{escape_md(m.get('novelty'))}*)" if m.get("novelty") not in (None, "candidate") else ""
+            lines.append(f"- **{escape_md(m['id'])}**{known}: {escape_md(m.get('title', ''))}; "
+                         f"columns {', '.join(code(c) for c in m.get('columns') or [])}; {stats_line(m)}")
+        lines.append("")
     for fig in f.get("figures") or []:
         if FIGURE_PATH.match(str(fig)):
             lines += [f"![{escape_md(f['id'])}]({fig})", ""]
@@ -107,3 +115,39 @@ def write_rows_csv(out: Path, findings: list[dict], n_rows: int, extra_artifacts
                 data[name] = values
     pd.DataFrame(data).to_csv(out / "rows.csv", index=False)
     return [c for c in data if c != "row"]
+
+
+def report_findings(findings: list[dict], ledger: Ledger) -> list[dict]:
+    """The ranked findings as a reader gets them: restating trends folded into families, titles and summaries
+    with derived columns in words (raw names stay in ``columns``), headline figures attached."""
+    from serendip.agent.families import fold_families, is_family, members_of
+    from serendip.agent.headline_figures import attach_figures
+    from serendip.agent.plain_names import family_title, plain_text, plain_title
+
+    folded = fold_families(findings, ledger)
+    titles = {}
+    for f in folded:
+        if is_family(f):
+            titles[f["id"]] = family_title(f, members_of(f, folded), ledger.derived)
+        else:
+            titles[f["id"]] = plain_title(f, ledger.derived)
+    for f in folded:
+        f["title"] = titles[f["id"]]
+        f["summary"] = plain_text(f.get("summary", ""), ledger.derived)
+        if is_family(f):
+            f["summary"] = family_summary(f, members_of(f, folded), titles, ledger)
+    return attach_figures(folded, ledger)
+
+
+def family_summary(family: dict, members: list[dict], titles: dict[str, str], ledger: Ledger) -> str:
+    """One paragraph for a family: what joined its members, and its strongest member."""
+    from serendip.agent.plain_names import plain_name
+
+    info = family.get("family") or {}
+    if info.get("kind") == "shared_driver":
+        why = (f"These trends are one dominant component seen pair by pair (PCA, evidence {info.get('evidence')}): "
+               f"controlling for {plain_name(str(info.get('driver')), ledger.derived, ticks=True)} is the way to "
+               "look beneath it.")
+    else:
+        why = "These trends relate the same quantities, with and without controls."
+    return f"{why} Strongest: {titles[members[0]['id']]}."

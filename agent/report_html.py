@@ -19,6 +19,8 @@ code{background:#f3f4f8;padding:0 .25em;border-radius:3px;word-break:break-all}
 table{border-collapse:collapse;margin:1em 0;font-size:.9em} td,th{border:1px solid #ccd;padding:.25em .5em}
 th{background:#f3f4f8} img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 blockquote{color:#555;border-left:3px solid #ccd;margin-left:0;padding-left:1em}
+nav.toc{background:#f7f8fb;border:1px solid #dde;padding:.5em 1em;margin:1em 0} nav.toc ul{margin:.3em 0}
+details{border:1px solid #eee;padding:.3em .6em;margin:.4em 0} summary{cursor:pointer;font-weight:600}
 """
 
 _FIGURE_SRC = re.compile(r"^figures/[A-Za-z0-9_.\-]+\.png$")
@@ -77,13 +79,59 @@ def _local_only(out_dir: Path, local_links: bool = False):
     return rule
 
 
+APPENDIX_HEADING = "## Appendix: tool results"
+"""The report's last section: each tool result in it becomes a collapsed <details> block in the HTML."""
+MIN_TOC_SECTIONS = 3
+
+
+def _heading_text(inline: Token) -> str:
+    """The plain text of a heading's inline token (its text and code spans), HTML-escaped."""
+    parts = [c.content for c in inline.children or [] if c.type in ("text", "code_inline")]
+    return html.escape("".join(parts) or inline.content)
+
+
+def _number_sections(tokens: list[Token], start: int = 1) -> list[tuple[str, str]]:
+    """Give every h2 an id (``s1``, ``s2`` ...); returns (id, escaped text) for the table of contents."""
+    entries = []
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.tag == "h2" and i + 1 < len(tokens):
+            anchor = f"s{start + len(entries)}"
+            tok.attrSet("id", anchor)
+            entries.append((anchor, _heading_text(tokens[i + 1])))
+    return entries
+
+
+def _appendix_html(md: MarkdownIt, appendix: str, anchor: str) -> str:
+    """The tool-result appendix: its heading, then one collapsed <details> per result (its ### heading as the
+    <summary>), each rendered by the same escaping renderer."""
+    lines = appendix.split("\n")
+    chunks: list[list[str]] = [[]]
+    for line in lines[1:]:
+        if line.startswith("### "):
+            chunks.append([])
+        chunks[-1].append(line)
+    out = [f'<h2 id="{anchor}">{html.escape(lines[0][3:])}</h2>']
+    if any(x.strip() for x in chunks[0]):
+        out.append(md.render("\n".join(chunks[0])))
+    for chunk in chunks[1:]:
+        rendered = md.render("\n".join(chunk))
+        m = re.match(r"<h3>(.*?)</h3>\n?", rendered, flags=re.S)
+        if m:
+            rendered = f"<details><summary>{m.group(1)}</summary>\n{rendered[m.end():]}</details>\n"
+        else:
+            rendered = f"<details><summary>tool result</summary>\n{rendered}</details>\n"
+        out.append(rendered)
+    return "\n".join(out)
+
+
 def markdown_to_html(markdown: str, out_dir: str | Path, title: str, local_links: bool = False) -> str:
     """Render the report's markdown as one self-contained HTML file that loads nothing from anywhere.
 
     Raw HTML in the markdown (for instance a column named ``<script>``) is shown as text, never
     interpreted; the run's own figures are embedded as data: URIs; any other image, and any link that
     leaves the document, is rendered as plain text; a Content-Security-Policy forbids every remote load
-    should anything slip through.
+    should anything slip through. A page of several sections opens with a table of contents; the tool-result
+    appendix (when the markdown has one) is a list of collapsed <details> blocks.
 
     Args:
         markdown: The report in markdown.
@@ -94,7 +142,20 @@ def markdown_to_html(markdown: str, out_dir: str | Path, title: str, local_links
     """
     md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
     md.core.ruler.push("local_only", _local_only(Path(out_dir), local_links))
-    body = md.render(markdown)
+    main, sep, appendix = markdown.partition("\n" + APPENDIX_HEADING + "\n")
+    tokens = md.parse(main)
+    sections = _number_sections(tokens)
+    body = md.renderer.render(tokens, md.options, {})
+    if sep:
+        anchor = f"s{len(sections) + 1}"
+        sections.append((anchor, html.escape(APPENDIX_HEADING[3:])))
+        body += _appendix_html(md, APPENDIX_HEADING + "\n" + appendix, anchor)
+    toc = ""
+    if len(sections) >= MIN_TOC_SECTIONS:
+        toc = ('<nav class="toc"><strong>Contents</strong><ul>'
+               + "".join(f'<li><a href="#{a}">{t}</a></li>' for a, t in sections) + "</ul></nav>\n")
+        first_h2 = body.find("<h2")
+        body = body[:first_h2] + toc + body[first_h2:] if first_h2 >= 0 else toc + body
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">"
             f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"

@@ -6,7 +6,9 @@ from __future__ import annotations
 from serendip.agent.knowledge.report_section import candidate_findings, known_sections
 from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
+from serendip.agent.families import is_family, members_of, top_level
 from serendip.agent.report import KIND_TITLES, code, finding_block, fmt
+from serendip.agent.summary import summary_section
 from serendip.tools.engine.mdtext import defuse_markdown, escape_md
 from serendip.agent.report_outcome import model_summary_section, no_progress_report, planner_lines
 from serendip.agent.run_status import NO_PROGRESS, analysis_results_ok
@@ -48,14 +50,16 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
                                   dataset_lines=dataset_section(dataset),
                                   provenance=provenance_section(ledger, run_info))
     out += planner_lines(outcome)
+    out += summary_section(findings, ledger)
     if outcome.summary:
         out += model_summary_section(outcome.summary)
 
     out += ["## Candidate new findings", ""]
-    new = candidate_findings(findings)
+    new = headlines(findings)
     if new:
-        for f in new[:8]:
-            out.append(f"- **{escape_md(f['id'])}** ({escape_md(f['kind'])}, score {fmt(f['score'])}): "
+        for f in new:
+            kind = "trend family" if is_family(f) else f["kind"]
+            out.append(f"- **{escape_md(f['id'])}** ({escape_md(kind)}, score {fmt(f['score'])}): "
                        f"{escape_md(f['title'])}")
         out.append("")
     elif findings:
@@ -85,12 +89,12 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
     out.append("")
 
     for kind in ("trend", "group", "outlier"):
-        sel = [f for f in findings if f["kind"] == kind]
+        sel = [f for f in top_level(findings) if f["kind"] == kind]
         out += [f"## {KIND_TITLES[kind]}", ""]
         if not sel:
             out += [f"No {kind} passed the thresholds.", ""]
         for f in sel:
-            out.append(finding_block(f))
+            out.append(finding_block(f, members=members_of(f, findings) if is_family(f) else None))
 
     out += ["## Caveats and suggested follow-up", ""]
     kinds = sorted({f["kind"] for f in findings})
@@ -116,6 +120,15 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
         if r.ok and r.markdown:
             out += [f"### {escape_md(r.id)}: {escape_md(r.tool)}", "", defuse_markdown(r.markdown), ""]
     return "\n".join(out)
+
+
+MAX_HEADLINES = 8
+
+
+def headlines(findings: list[dict]) -> list[dict]:
+    """The report's headlines: the top candidate new findings that stand on their own (a family once, its
+    members inside it)."""
+    return candidate_findings(top_level(findings))[:MAX_HEADLINES]
 
 
 def dataset_section(dataset: dict) -> list[str]:

@@ -31,6 +31,8 @@ How each check is computed:
 - **Data quality**: the fraction of expected columns named (as base columns) by some data_quality finding.
 - **Known results**: every finding that recovers a trend the case marks ``known`` (a literature result) must
   carry ``novelty = "known"``; checked when at least one such trend was found.
+- **Families**: a finding with ``family.members`` stands for those member findings, which findings.json
+  also lists (each with ``member_of``); the members are scored, the family itself is not counted again.
 - The run must have ended ``completed`` when findings.json states its exit status.
 """
 
@@ -226,7 +228,7 @@ def trend_claims(findings: list[dict], columns: list[str], q_max: float) -> list
     """Every trend finding with two or more columns, mapped to base columns (the first two columns count)."""
     out = []
     for f in findings:
-        if f.get("kind") != "trend" or len(f.get("columns") or []) < 2:
+        if f.get("kind") != "trend" or len(f.get("columns") or []) < 2 or is_family(f):
             continue
         s = f.get("stats") or {}
         bases, carried = finding_bases(f, columns, first=2)
@@ -241,6 +243,13 @@ def trend_claims(findings: list[dict], columns: list[str], q_max: float) -> list
         out.append(TrendClaim(id=str(f.get("id", "?")), pair=frozenset((a, b)), controls=frozenset(controls),
                               sign=sign, q_value=q, significant=q is not None and q <= q_max))
     return out
+
+
+def is_family(f: dict) -> bool:
+    """A family finding stands for its member findings (listed after it, each with ``member_of``): the members
+    are scored, the family is not counted again."""
+    family = f.get("family")
+    return isinstance(family, dict) and bool(family.get("members"))
 
 
 def _number(v) -> float | None:
