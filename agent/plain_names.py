@@ -120,27 +120,30 @@ def _join(items: list[str]) -> str:
 
 
 def family_title(family: dict, members: list[dict], derived: dict[str, DerivedColumn]) -> str:
-    """A family's headline in words: what moves together with what, and what persists under controls.
+    """A family's headline in words: what moves together with what, and what persists at fixed quantities.
 
     Numbers in it are the tools' own (PCA's variance share, the best member's effect in its title).
     """
     info = family.get("family") or {}
-    fewest = min(len(m.get("controls") or []) for m in members)
-    plain_members = [m for m in members if len(m.get("controls") or []) == fewest]
-    controlled = sorted({c for m in members for c in (m.get("controls") or [])
-                         if len(m.get("controls") or []) > fewest})
-    later = f"; pairs stay related at fixed {_join([f'`{c}`' for c in controlled])}" if controlled else ""
+
+    def fixed_of(m: dict) -> list[str]:
+        return [c for col in (m.get("columns") or [])[:2] for c in split_recipe(str(col), derived)[1]]
+
+    direct = [m for m in members if not fixed_of(m)]
+    held = list(dict.fromkeys(c for m in members for c in fixed_of(m)))
     if info.get("kind") == "shared_driver" and info.get("driver"):
         driver = str(info["driver"])
-        cols: list[str] = []
-        for m in plain_members:
-            for c in m.get("columns") or []:
-                if c != driver and c not in cols and c in (m.get("columns") or [])[:2]:
-                    cols.append(c)
-        signs = {int(((m.get("stats") or {}).get("sign") or 0)) for m in plain_members}
+        cols = list(dict.fromkeys(str(c) for m in direct for c in (m.get("columns") or [])[:2] if c != driver))
+        signs = {int(((m.get("stats") or {}).get("sign") or 0)) for m in direct}
         verb = "rise together with" if signs == {1} else "move together with"
         words = [plain_name(c, derived, ticks=True) for c in cols] or ["its columns"]
         share = info.get("variance_ratio")
         pct = f" (one component explains {100 * float(share):.1f}% of their variance)" if share else ""
+        later = f"; pairs stay related {_fixed_phrase(held, True)}" if held else ""
         return f"{_join(words)} {verb} {plain_name(driver, derived, ticks=True)}{pct}{later}"
-    return plain_title(members[0], derived) + later
+    title = plain_title(members[0], derived)
+    if fixed_of(members[0]) and direct:
+        return f"{title}; also seen without holding {_join([f'`{c}`' for c in fixed_of(members[0])])} fixed"
+    if held:
+        return f"{title}; still related {_fixed_phrase(held, True)}"
+    return title

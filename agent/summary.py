@@ -24,7 +24,7 @@ WHY = {
 }
 
 
-def _names(columns: list[str], ledger: Ledger, limit: int = 6) -> str:
+def _names(columns: list[str], ledger: Ledger, limit: int = 4) -> str:
     shown = [plain_name(c, ledger.derived, ticks=True) for c in columns[:limit]]
     more = " …" if len(columns) > limit else ""
     return (shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]) + more if shown else ""
