@@ -8,7 +8,7 @@ from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.families import is_family, members_of, top_level
 from serendip.agent.report import KIND_TITLES, code, finding_block, fmt
-from serendip.agent.summary import summary_section
+from serendip.agent.summary import summary_section, tool_numbers, unsupported_numbers
 from serendip.tools.engine.mdtext import defuse_markdown, escape_md
 from serendip.agent.report_outcome import model_summary_section, no_progress_report, planner_lines
 from serendip.agent.run_status import NO_PROGRESS, analysis_results_ok
@@ -53,6 +53,10 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
     out += summary_section(findings, ledger)
     if outcome.summary:
         out += model_summary_section(outcome.summary)
+        unsupported = unsupported_numbers(outcome.summary, tool_numbers(ledger))
+        if unsupported:
+            out += [f"*No tool result holds these numbers of the model's summary:* "
+                    f"{escape_md(', '.join(dict.fromkeys(unsupported)))}.", ""]
 
     out += ["## Candidate new findings", ""]
     new = headlines(findings)

@@ -7,6 +7,9 @@ way the report formats numbers; nothing is computed here.
 
 from __future__ import annotations
 
+import json
+import re
+
 from serendip.agent.families import dominant_components, is_family, top_level
 from serendip.agent.knowledge.report_section import candidate_findings
 from serendip.agent.ledger import Ledger
@@ -107,3 +110,28 @@ def summary_section(findings: list[dict], ledger: Ledger) -> list[str]:
     if steps:
         out += ["**What to check next:** " + "; ".join(steps) + ".", ""]
     return out
+
+
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?", re.I)
+"""A number as prose writes it; one glued to a word (F3, R8, PC1, m1) is a name, not a number."""
+
+
+def tool_numbers(ledger: Ledger) -> list[float]:
+    """Every number written in the run's tool results (summaries, markdown and candidate findings)."""
+    text = " ".join(json.dumps(r.summary, default=str) + " " + r.markdown + " " + json.dumps(r.findings, default=str)
+                    for r in ledger.results.values())
+    return [float(m.rstrip("%")) for m in NUMBER.findall(text)]
+
+
+def unsupported_numbers(text: str, pool: list[float]) -> list[str]:
+    """The numbers in ``text`` that no number in ``pool`` gives when rounded as ``text`` shows it (a percentage
+    may come from a fraction); code spans (column names) are left aside."""
+    text = re.sub(r"`[^`]*`", " ", text or "")
+    bad = []
+    for token in NUMBER.findall(text):
+        x = float(token.rstrip("%"))
+        decimals = len(token.rstrip("%").split(".")[1].split("e")[0].split("E")[0]) if "." in token else 0
+        tol = 0.5 * 10 ** -decimals + 1e-12
+        if not any(abs(y - x) <= tol or abs(100 * y - x) <= tol for y in pool):
+            bad.append(token)
+    return bad

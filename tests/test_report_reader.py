@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 
 import html5lib
 import numpy as np
@@ -19,6 +18,7 @@ from serendip.agent.plain_names import derived_name_leaks, plain_name
 from serendip.agent.report import report_findings
 from serendip.agent.report_html import markdown_to_html
 from serendip.agent.report_md import build_report, headlines
+from serendip.agent.summary import tool_numbers, unsupported_numbers
 from serendip.evals.scorer import trend_claims
 from serendip.tools.engine.result import ToolResult
 
@@ -116,30 +116,6 @@ def report_of(led: Ledger, findings: list[dict], dataset: dict | None = None) ->
                         run_info={"seed": 0})
 
 
-NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?", re.I)
-
-
-def tool_numbers(led: Ledger) -> list[float]:
-    """Every number written in any tool result (summaries, markdown and the candidate findings)."""
-    text = " ".join(json.dumps(r.summary) + " " + r.markdown + " " + json.dumps(r.findings)
-                    for r in led.results.values())
-    return [float(m.rstrip("%")) for m in NUMBER.findall(text)]
-
-
-def unsupported_numbers(text: str, pool: list[float]) -> list[str]:
-    """Numbers in ``text`` (code spans and ids such as F3, R8, PC1 left aside) that no tool number gives
-    when rounded as shown (a percentage may come from a fraction)."""
-    text = re.sub(r"`[^`]*`", " ", text)
-    bad = []
-    for token in NUMBER.findall(text):
-        x = float(token.rstrip("%"))
-        decimals = len(token.rstrip("%").split(".")[1]) if "." in token else 0
-        tol = 0.5 * 10 ** -decimals + 1e-9
-        if not any(abs(y - x) <= tol or abs(100 * y - x) <= tol for y in pool):
-            bad.append(token)
-    return bad
-
-
 def section(md: str, heading: str) -> str:
     return md.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
 
@@ -151,6 +127,14 @@ def test_summary_numbers_all_come_from_tool_results(folded):
     assert "91.3%" in summary and "500 rows" in summary and "F1" in summary
     assert unsupported_numbers(summary, tool_numbers(led)) == []
     assert unsupported_numbers("it explains 77.7% and 4242 rows", tool_numbers(led)) == ["77.7%", "4242"]
+
+
+def test_model_summary_numbers_not_in_tool_results_are_flagged(folded):
+    led, findings = folded
+    outcome = RunOutcome(status="completed", summary="Bands follow log_lum (91.3% of the variance); 17 groups.")
+    md = build_report(title="t.csv", dataset={"n_rows": 500, "n_columns": 9, "columns": []}, goal="",
+                      model="some-model", outcome=outcome, ledger=led, findings=findings, run_info={"seed": 0})
+    assert "*No tool result holds these numbers of the model's summary:* 17." in md
 
 
 def test_every_headline_gets_a_grid_or_its_figure(folded):
