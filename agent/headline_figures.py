@@ -1,6 +1,7 @@
 """A figure for every headline: the plot calls that draw them, and attaching the figures to the findings.
 
-Families get one small grid (a corner plot of the driver and the columns that follow it); a trend without a
+Families get one small grid (a corner plot of the driver and the columns that follow it, coloured by the
+best grouping when there is one); a trend without a
 figure its scatter; groups and outliers without one their first two columns coloured by their labels (the
 group, or flagged against not flagged, over the relation they break). The figures are drawn by the ``plot``
 tool on the run's own data, so they land in the run's figures folder and their calls are in the transcript.
@@ -26,7 +27,13 @@ def figure_request(f: dict, findings: list[dict]) -> dict | None:
         for m in members_of(f, findings):
             if len(m.get("controls") or []) == fewest:
                 grid += [c for c in (m.get("columns") or [])[:2] if c not in grid]
-        return {"kind": "corner", "columns": grid[:MAX_GRID_COLUMNS]} if len(grid) >= 2 else None
+        if len(grid) < 2:
+            return None
+        request = {"kind": "corner", "columns": grid[:MAX_GRID_COLUMNS]}
+        groups = [g for g in top_level(findings) if g.get("kind") == "group" and g.get("labels")]
+        if groups:  # the best grouping drawn over the family shows what the shared trend may hide
+            request["color_by"] = groups[0]["labels"]
+        return request
     if f.get("figures") or len(cols) < 2:
         return None
     if f.get("kind") == "trend":

@@ -142,6 +142,7 @@ def test_every_headline_gets_a_grid_or_its_figure(folded):
     fam = next(f for f in findings if is_family(f))
     request = figure_request(fam, findings)
     assert request["kind"] == "corner" and request["columns"][0] == DRIVER and len(request["columns"]) == 6
+    assert request["color_by"] == "R6_cluster"  # the groups drawn over the trend they hide under
     group = next(f for f in findings if f["kind"] == "group")
     assert figure_request(group, findings) is None  # it has its figure already
     led.add_result(ToolResult(id="R7", tool="plot", arguments=dict(request), figures=["figures/R7_corner.png"]))

@@ -100,6 +100,27 @@ class FindingStats(BaseModel):
     controls: list[str] | None = None
 
 
+class FindingFamily(BaseModel):
+    """What joins the members of a family finding (trends restating one phenomenon, issue 17).
+
+    Attributes:
+        kind: 'shared_driver' (trends that are one dominant component seen pair by pair) or 'versions' (the
+            same quantities related with and without controls).
+        driver: The column the dominant component follows (shared_driver).
+        variance_ratio: The share of variance of that component (PCA's, shared_driver).
+        evidence: The PCA result that found the component.
+        members: Ids of the member findings; each is listed in the document too, with ``member_of``.
+    """
+
+    model_config = _open()
+
+    kind: Literal["shared_driver", "versions"]
+    driver: str | None = None
+    variance_ratio: float | None = None
+    evidence: str | None = None
+    members: list[str] = Field(default_factory=list)
+
+
 class Finding(BaseModel):
     """One finding of findings.json.
 
@@ -120,6 +141,8 @@ class Finding(BaseModel):
         novelty_detail: The match behind the label (known result and citation, or the earlier run).
         score: Rank score in 0-1.
         interpretation: The model's interpretation, when it recorded one.
+        family: For a family finding, what joins its members (it is ranked once, for them all).
+        member_of: For a member of a family, the family's id.
     """
 
     model_config = _open()
@@ -139,6 +162,8 @@ class Finding(BaseModel):
     novelty_detail: dict[str, Any] | None = None
     score: float | None = None
     interpretation: str | None = None
+    family: FindingFamily | None = None
+    member_of: str | None = None
 
 
 class DatasetInfo(BaseModel):
