@@ -4,7 +4,9 @@ Two kinds of restatement are folded together:
 
 - **A shared driver.** When PCA flags a dominant first component, every trend between two columns that follow
   it (it explains at least half of each one's variance), with the sign the component predicts, is that
-  component seen through one pair; such trends form one family named after the component's driver.
+  component seen through one pair; such trends form one family named after the component's driver. A
+  column the run residualized others on, and that alone explains at least half of their variance, is a
+  driver in the same way (its fits give each column's correlation with it).
 - **Versions of one trend.** The same two base quantities related again with other controls (a residual
   version, "at fixed ...") belong with the first version.
 
@@ -40,7 +42,33 @@ def dominant_components(ledger: Ledger) -> list[dict]:
         eigen = float(s.dominant.variance_ratio) * p
         corr = {c: float(v) * eigen ** 0.5 for c, v in s.components[0].top_loadings.items() if v is not None}
         out.append({"driver": s.dominant.driver, "variance_ratio": s.dominant.variance_ratio,
-                    "correlations": corr, "evidence": r.id})
+                    "correlations": corr, "evidence": r.id, "source": "pca"})
+    return out
+
+
+def control_components(ledger: Ledger) -> list[dict]:
+    """Drivers found by residualizing: one numeric control that alone explains much of the variance of the
+    columns fitted on it is a shared driver too (their correlation with it: the fit's sign and root R²)."""
+    out = []
+    for r in ledger.results.values():
+        if r.tool != "residualize" or not r.ok:
+            continue
+        xs = list(r.arguments.get("x") or [])
+        fits = (r.summary or {}).get("columns")
+        if len(xs) != 1 or not isinstance(fits, dict):
+            continue
+        x = str(xs[0])
+        corr, shares = {x: 1.0}, []
+        for y, fit in fits.items():
+            share = fit.get("variance_explained") if isinstance(fit, dict) else None
+            slope = (fit.get("coefficients") or {}).get(x) if isinstance(fit, dict) else None
+            if share is None or slope is None or not slope:
+                continue
+            corr[str(y)] = (1.0 if slope > 0 else -1.0) * max(0.0, float(share)) ** 0.5
+            shares.append(float(share))
+        if shares:
+            out.append({"driver": x, "variance_ratio": None, "explained": (min(shares), max(shares)),
+                        "correlations": corr, "evidence": r.id, "source": "residualize"})
     return out
 
 
@@ -83,7 +111,7 @@ def fold_families(findings: list[dict], ledger: Ledger) -> list[dict]:
         Top-level findings ``F1``, ``F2`` ... by score (a family scores as its best member), each family
         followed by its members ``Fk.1``, ``Fk.2`` ... (in their own rank order).
     """
-    comps = dominant_components(ledger)
+    comps = dominant_components(ledger) + control_components(ledger)
     trends = [i for i, f in enumerate(findings) if f.get("kind") == "trend" and len(f.get("columns") or []) >= 2]
     trends.sort(key=lambda i: (len(findings[i].get("controls") or []), -float(findings[i].get("score") or 0), i))
     home: dict[int, int] = {}  # finding -> its family's key (a finding index, or -1 - component index)
@@ -144,6 +172,7 @@ def family_finding(members: list[dict], component: dict | None) -> dict:
     family = {"kind": "shared_driver" if component else "versions",
               "driver": component["driver"] if component else None,
               "variance_ratio": component["variance_ratio"] if component else None,
+              **({"explained": list(component["explained"])} if component and component.get("explained") else {}),
               "evidence": component["evidence"] if component else None,
               "members": []}
     return {"id": "", "kind": "trend", "title": best.get("title", ""), "summary": best.get("summary", ""),

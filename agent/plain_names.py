@@ -139,6 +139,11 @@ def family_title(family: dict, members: list[dict], derived: dict[str, DerivedCo
         words = [plain_name(c, derived, ticks=True) for c in cols] or ["its columns"]
         share = info.get("variance_ratio")
         pct = f" (one component explains {100 * float(share):.1f}% of their variance)" if share else ""
+        explained = info.get("explained")
+        if not share and explained:
+            lo, hi = (100 * float(v) for v in explained)
+            pct = (f" (it alone explains {lo:.1f}% of their variance)" if f"{lo:.1f}" == f"{hi:.1f}" else
+                   f" (it alone explains {lo:.1f}% to {hi:.1f}% of each one's variance)")
         later = f"; pairs stay related {_fixed_phrase(held, True)}" if held else ""
         return f"{_join(words)} {verb} {plain_name(driver, derived, ticks=True)}{pct}{later}"
     title = plain_title(members[0], derived)

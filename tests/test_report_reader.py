@@ -38,7 +38,7 @@ def resid(c: str) -> str:
     return f"resid_{c}_vs_{DRIVER}"
 
 
-def dominant_trend_ledger() -> Ledger:
+def dominant_trend_ledger(with_pca: bool = True) -> Ledger:
     """Eight bands that all follow log_lum (one dominant component), two groups beneath it, one residual
     version of a band-band trend: the tool results an autopilot run records on such a table."""
     led = Ledger()
@@ -51,7 +51,7 @@ def dominant_trend_ledger() -> Ledger:
                               findings=[trend(a, b, effects[(a, b)], "R2") for a, b in pairs],
                               tests=[[f"{a}|{b}", 1e-60] for a, b in pairs]))
     led.add_result(ToolResult(
-        id="R3", tool="pca", arguments={"columns": cols},
+        id="R3", tool="pca" if with_pca else "describe", arguments={"columns": cols},
         summary={"n_columns": 9, "explained_variance_ratio": [0.9126, 0.05],
                  "components": [{"name": "PC1", "top_loadings": {c: 0.333 for c in cols}}],
                  "dominant": {"component": "PC1", "variance_ratio": 0.9126, "driver": DRIVER,
@@ -59,7 +59,9 @@ def dominant_trend_ledger() -> Ledger:
         markdown="PC1 dominates (91.3% of the variance)"))
     led.add_result(ToolResult(
         id="R4", tool="residualize", arguments={"y": BANDS, "x": [DRIVER]},
-        summary={"new_columns": [resid(b) for b in BANDS], "controls": [DRIVER]},
+        summary={"new_columns": [resid(b) for b in BANDS], "controls": [DRIVER],
+                 "columns": {b: {"new_column": resid(b), "variance_explained": 0.9 - 0.01 * k,
+                                 "coefficients": {DRIVER: 1.0}} for k, b in enumerate(BANDS)}},
         derived=[{"name": resid(b), "operation": "residual", "inputs": [b], "base_columns": [b],
                   "controls": [DRIVER], "description": f"{b} minus its fit on {DRIVER}"} for b in BANDS]))
     led.add_result(ToolResult(id="R5", tool="correlate", arguments={"columns": [resid(b) for b in BANDS]},
@@ -97,6 +99,15 @@ def test_dominant_trend_is_one_family_with_every_member_scored(folded):
     assert "91.3%" in fam["title"] and "rise together with `log_lum`" in fam["title"]
     tops = [f["kind"] for f in headlines(findings)[:3]]
     assert "group" in tops
+
+
+def test_a_control_that_explains_the_columns_is_a_driver_without_pca():
+    led = dominant_trend_ledger(with_pca=False)
+    findings = report_findings(led.final_findings(), led)
+    families = [f for f in top_level(findings) if is_family(f)]
+    assert len(families) == 1 and families[0]["family"]["driver"] == DRIVER
+    assert families[0]["family"]["evidence"] == "R4" and len(members_of(families[0], findings)) == 37
+    assert "it alone explains 83.0% to 90.0% of each one's variance" in families[0]["title"]
 
 
 def test_headlines_speak_plain_words(folded):

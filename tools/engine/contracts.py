@@ -108,7 +108,9 @@ class FindingFamily(BaseModel):
             same quantities related with and without controls).
         driver: The column the dominant component follows (shared_driver).
         variance_ratio: The share of variance of that component (PCA's, shared_driver).
-        evidence: The PCA result that found the component.
+        explained: For a driver found by residualizing on it: the least and most of a column's variance it
+            explains alone (the fits' R²).
+        evidence: The PCA (or residualize) result that found the driver.
         members: Ids of the member findings; each is listed in the document too, with ``member_of``.
     """
 
@@ -117,6 +119,7 @@ class FindingFamily(BaseModel):
     kind: Literal["shared_driver", "versions"]
     driver: str | None = None
     variance_ratio: float | None = None
+    explained: list[float] | None = None
     evidence: str | None = None
     members: list[str] = Field(default_factory=list)
 
