@@ -144,7 +144,8 @@ def test_compact_profile_on_loopback_and_its_size(tmp_path, fixture):
     assert llm["schema_size"]["approx_tokens"] * 4 < llm["full_schema_size"]["approx_tokens"]
     first = server.requests[0]
     assert first["tool_choice"] == "required"
-    assert first.get("max_completion_tokens", first.get("max_tokens")) == 1024  # llama.cpp reads either
+    # both fields: llama-server reads either, llama-cpp-python's server only max_tokens
+    assert first["max_completion_tokens"] == first["max_tokens"] == 1024
 
 
 @pytest.mark.parametrize("fixture", fixtures("text_calls"))
@@ -228,6 +229,27 @@ def test_recorded_runs_replay_to_the_same_end(tmp_path, fixture):
     for sent, ex in zip(server.requests, fixture["exchanges"]):
         assert [t["function"]["name"] for t in sent.get("tools", [])] == ex["request"]["tool_names"]
         assert sent.get("tool_choice") == ex["request"]["tool_choice"]
+
+
+# llama-cpp-python 0.2.62's llama_cpp.server answers tool_choice="required" with this 500 (recorded
+# 1 December 2026): the parameter is named only after the first line of the message.
+LLAMA_CPP_PYTHON_REFUSAL = ("2 validation errors:\n  {'type': 'literal_error', 'loc': ('body', 'tool_choice', "
+                            "\"literal['none','auto']\"), 'msg': \"Input should be 'none' or 'auto'\", "
+                            "'input': 'required'}\n  {'type': 'dict_type', 'loc': ('body', 'tool_choice', "
+                            "'ChatCompletionNamedToolChoice'), 'msg': 'Input should be a valid dictionary', "
+                            "'input': 'required'}")
+
+
+def test_a_500_that_refuses_tool_choice_drops_it_without_retrying(tmp_path):
+    table = write_table(tmp_path)
+    script = [error_reply(500, LLAMA_CPP_PYTHON_REFUSAL), tool_calls_reply(("describe", {})),
+              tool_calls_reply(("finish", {"summary": "described (R1)"}))]
+    with stub(script) as server:
+        outcome, _, records = run(server, tmp_path, table, planner="llm")
+    assert outcome.status == "completed" and len(server.requests) == 3 and not server.unexpected
+    assert server.requests[0]["tool_choice"] == "required" and "tool_choice" not in server.requests[1]
+    assert not [r for r in records if r["type"] == "model_retry"]
+    assert [r["tool_choice"] for r in records if r["type"] == "tool_choice_dropped"] == ["required"]
 
 
 def test_tool_choice_refusal_does_not_use_up_the_retries(tmp_path):
