@@ -97,7 +97,8 @@ do_serve() {
 # holding the server's deps (uvicorn, fastapi, sse-starlette, starlette-context, pydantic-settings, jinja2,
 # numpy, diskcache).  No --chat_format: the GGUF's own chat template renders the tools, the model writes
 # <tool_call>/JSON text and Serendip's text-call recovery reads it (tool_choice is ignored on this path).
-# One thread: with two threads on a loaded 2-core machine ggml's barrier spin makes decoding ~10x slower.
+# One thread, for generation and for prompt batches (n_threads_batch defaults to every core): with two threads
+# on a loaded 2-core machine ggml's barrier spin made decoding ~10x slower.
 do_serve_prebuilt() {
   model_spec
   local pkg="${LLM_PREBUILT_PKG:-$LLM_BUILD_DIR/inference/pkg}" py="${LLM_PREBUILT_PY:-$LLM_BUILD_DIR/pyserver/bin/python}"
@@ -114,7 +115,7 @@ do_serve_prebuilt() {
   if curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null 2>&1; then log "serve-prebuilt: already up on $PORT"; return; fi
   log "serve-prebuilt: starting llama_cpp.server 0.2.62 on 127.0.0.1:$PORT (ctx $CTX, ${LLM_PREBUILT_THREADS:-1} thread)"
   PYTHONPATH="$pkg" nohup nice -n 5 "$py" -m llama_cpp.server --model "$GGUF" --model_alias "$LLM_MODEL" \
-      --n_threads "${LLM_PREBUILT_THREADS:-1}" --n_ctx "$CTX" --host 127.0.0.1 --port "$PORT" \
+      --n_threads "${LLM_PREBUILT_THREADS:-1}" --n_threads_batch "${LLM_PREBUILT_THREADS:-1}" --n_ctx "$CTX" --host 127.0.0.1 --port "$PORT" \
       > "$LLM_BUILD_DIR/server-prebuilt-$LLM_MODEL.log" 2>&1 &
   echo $! > "$LLM_BUILD_DIR/server.pid"
   local t0=$SECONDS

@@ -58,7 +58,10 @@ def record(name: str, flags: list[str], args, work: Path, table: Path) -> dict:
     out = work / f"run-{name}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     proxy = subprocess.Popen([sys.executable, str(HERE / "record_proxy.py"), "--listen", str(args.port),
-                              "--upstream", args.upstream, "--log", str(log), "--lifetime", "7200"])
+                              "--upstream", args.upstream, "--log", str(log), "--lifetime", "7200",
+                              # the proxy must outwait the client: a proxy timeout (502) is retried by the client
+                              # and queues a second copy behind the first on a one-request-at-a-time server
+                              "--timeout", str(args.request_timeout + 60)])
     try:
         time.sleep(1.0)
         started = time.monotonic()
