@@ -17,6 +17,7 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import urlparse
 
 import httpx
 import openai
@@ -81,6 +82,8 @@ def provider_failure(exc: BaseException) -> str | None:
         return "malformed"
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
+        if names_tool_choice(exc):  # a refusal of the parameter (even as a 500): asking again cannot help
+            return "fatal"
         return "transient" if status in TRANSIENT_STATUS or status >= 500 else "fatal"
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return "transient"
@@ -93,6 +96,14 @@ def provider_failure(exc: BaseException) -> str | None:
     if isinstance(exc, MALFORMED_ERRORS):
         return "malformed"
     return None
+
+
+def names_tool_choice(exc: BaseException) -> bool:
+    """True when a provider error's message or body is about ``tool_choice`` (a server that does not
+    support the value sent; llama-cpp-python's server answers ``required`` with a 500 listing validation
+    errors, the parameter named only past the first line)."""
+    text = f"{exc} {getattr(exc, 'body', '')}".lower()
+    return "tool_choice" in text or "tool choice" in text
 
 
 def retry_after(exc: BaseException) -> float:
@@ -149,13 +160,23 @@ def build_chat_model(settings: Settings):
         # OpenAI-compatible servers implement chat completions, not always the Responses API.
         kwargs["use_responses_api"] = False
     if settings.max_output_tokens:
-        kwargs["max_tokens"] = settings.max_output_tokens
+        kwargs["max_tokens"] = settings.max_output_tokens  # sent as max_completion_tokens
+        if settings.base_url and not is_openai_url(settings.base_url):
+            # Many OpenAI-compatible servers (llama-cpp-python's llama_cpp.server, older Ollama and vLLM) read
+            # only the classic max_tokens and silently ignore max_completion_tokens: a reply is then unbounded.
+            kwargs["extra_body"] = {"max_tokens": settings.max_output_tokens}
     recorder = ReplyRecorder()
     client = openai.DefaultHttpxClient(event_hooks={"response": [recorder]})
     client.serendip_recorder = recorder
     return ChatOpenAI(model=settings.model, base_url=settings.base_url, api_key=settings.key or PLACEHOLDER_KEY,
                       max_retries=0, timeout=settings.request_timeout, temperature=settings.temperature,
                       seed=settings.seed, http_client=client, **kwargs)
+
+
+def is_openai_url(base_url: str) -> bool:
+    """True when ``base_url`` is OpenAI's own API (which wants only ``max_completion_tokens``)."""
+    host = (urlparse(base_url).hostname or "").lower()
+    return host == "openai.com" or host.endswith(".openai.com")
 
 
 def last_reply(chat_model) -> str:
@@ -224,7 +245,8 @@ class ModelAdapter:
                 raise Stop("token_limit", f"the conversation no longer fits the model's context: {reason}") from None
             if kind == "fatal":
                 self._record(exc, attempt=1, delay=None)
-                raise Stop("provider_error", f"the model provider refused the request: {reason}") from None
+                about = " (the refusal names tool_choice)" if names_tool_choice(exc) else ""
+                raise Stop("provider_error", f"the model provider refused the request: {reason}{about}") from None
             self._record(exc, attempt=self.policy.max_tries, delay=None)
             what = "sent unusable replies" if kind == "malformed" else "failed"
             raise Stop("provider_error", f"the model provider {what} {self.policy.max_tries} times; "

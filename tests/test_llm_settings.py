@@ -79,6 +79,21 @@ def test_chat_model_gets_timeout_and_max_tokens(tmp_path):
     assert model.request_timeout == 12 and model.max_tokens == 300 and model.max_retries == 0
 
 
+def test_max_output_tokens_reach_servers_that_read_only_max_tokens(tmp_path):
+    """llama-cpp-python's server ignores max_completion_tokens (seen with the real 1.5B model: unbounded
+    replies); a non-OpenAI endpoint gets the classic field too, OpenAI itself only the new one."""
+    from langchain_core.messages import HumanMessage
+
+    absent = tmp_path / "absent.toml"
+    local = build_chat_model(resolved({"model": "m", "base_url": LOCAL}, config=absent))
+    payload = local._get_request_payload([HumanMessage("hi")])
+    assert payload["max_completion_tokens"] == 1024 and payload["extra_body"]["max_tokens"] == 1024
+    hosted = build_chat_model(resolved({"model": "m", "base_url": "https://api.openai.com/v1", "api_key": "sk-t",
+                                        "max_output_tokens": 50}, config=absent))
+    payload = hosted._get_request_payload([HumanMessage("hi")])
+    assert payload["max_completion_tokens"] == 50 and "max_tokens" not in payload.get("extra_body", {})
+
+
 @pytest.mark.parametrize("url, loopback", [("http://127.0.0.1:8080/v1", True), ("http://localhost:11434/v1", True),
                                            ("http://[::1]:8000/v1", True), ("http://127.5.0.2/v1", True),
                                            ("https://api.openai.com/v1", False), ("http://10.0.0.5:8080/v1", False),

