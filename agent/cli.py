@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--redo", action="store_true", help="redo finished runs instead of skipping them")
     night.add_argument("--cluster", default=None, metavar="ADDRESS", help="send runs to this Dask scheduler")
     night.add_argument("--quiet", action="store_true", help="print only the result line")
+    night.add_argument("--memory", default=None, metavar="DIR",
+                       help="knowledge store telling known and earlier-seen candidates from new ones (default: the "
+                            "plan's 'memory', else the one serendip explore uses; 'none' = nothing remembered)")
 
     chat = sub.add_parser("chat", help="talk with the agent about a table in the terminal (slash commands: /help)")
     chat.add_argument("table", nargs="?", help="the table file (or /load it in the chat)")
@@ -267,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         from serendip.agent.overnight.night import run_night
 
         return run_night(args.plan, out=args.out, jobs=args.jobs, redo=args.redo, cluster=args.cluster,
-                         quiet=args.quiet)
+                         quiet=args.quiet, memory=args.memory)
 
     if args.command in ("chat", "ask"):
         from serendip.agent.chat_terminal import run_ask, run_chat
