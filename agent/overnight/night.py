@@ -120,7 +120,7 @@ def memory_folder(flag: str | None, plan: Plan, plan_path: Path) -> str | None:
     path = Path(value).expanduser()
     if flag is None and not path.is_absolute():
         path = plan_path.parent / path
-    return str(path)
+    return str(path.resolve())
 
 
 def run_night(plan_path: str, out: str | None = None, jobs: int | None = None, redo: bool = False,
