@@ -44,6 +44,11 @@ SETTING_FLAGS = {
     "max_retries": ("--max-retries", int, "attempts per model call on provider faults (default 5; 2 on loopback)"),
     "planner": ("--planner", str, "with a model: llm (the model plans), hybrid (the autopilot's pass first, then "
                                   "the model follows up; falls back to the pass) or autopilot (default llm)"),
+    "memory_budget_mb": ("--memory-budget", int, "MiB for a partitioned Parquet dataset (folder or glob): sizes the "
+                                                 "sample the tools run on and the local Dask workers (default: a "
+                                                 "quarter of the machine's memory)"),
+    "cluster": ("--cluster", str, "Dask scheduler address for a partitioned Parquet dataset (default: a "
+                                  "LocalCluster sized to the machine)"),
     "tool_choice": ("--tool-choice", str, "tool_choice sent to the server: required, auto or off (default required)"),
     "tool_profile": ("--tool-profile", str, "tool schemas shown to the model: auto, full or compact (default auto: "
                                             "compact on a loopback endpoint)"),
