@@ -10,7 +10,7 @@
 - :mod:`.cluster`: the Dask client (``--cluster ADDRESS`` or a ``LocalCluster`` sized to the machine).
 - :mod:`.run`: the whole run; :func:`serendip.agent.explore.explore` hands such inputs to it.
 
-Worker-side code imports numpy, pyarrow (which loads pandas as soon as it converts arrays) and crick,
-never scikit-learn: a worker with those holds ~180 MiB at its peak on 100k-row partitions, and
-scikit-learn would add ~85 MiB more, past a 256 MB worker's limit.
+Worker-side code imports numpy, pyarrow and crick, never pandas (pyarrow's conversions to and from numpy
+load it: ~45 MiB, so values go through the arrays' buffers instead) nor scikit-learn (~85 MiB): a 256 MB
+worker holds ~90 MiB before any data.
 """

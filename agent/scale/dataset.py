@@ -143,24 +143,46 @@ def read_part(part: Part, columns: list[str]):
     return pq.ParquetFile(part.path).read_row_group(part.row_group, columns=columns)
 
 
+def float_values(chunk) -> "np.ndarray":
+    """A pyarrow array as float64 numpy values, nulls as NaN, read straight from its buffers.
+
+    Why not ``Array.to_numpy``: that path imports pandas (~45 MiB) in a Dask worker that may have 256 MB.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(chunk.type):
+        chunk = chunk.dictionary_decode()
+    chunk = chunk.cast(pa.float64())
+    n, off = len(chunk), chunk.offset
+    validity, data = chunk.buffers()[:2]
+    values = np.frombuffer(data, dtype=np.float64, count=off + n)[off:].copy() if n else np.zeros(0)
+    if chunk.null_count:
+        bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[off:off + n]
+        values[bits == 0] = np.nan
+    return values
+
+
 def numeric_arrays(table, columns: list[str]) -> dict:
     """Float64 numpy arrays of numeric columns (nulls as NaN, booleans as 0/1)."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     out = {}
     for c in columns:
-        col = table.column(c)
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(col.type.value_type)
-        if pa.types.is_boolean(col.type):
-            col = pc.cast(col, pa.int8())
-        values = pc.fill_null(pc.cast(col, pa.float64()), float("nan"))
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        out[c] = np.asarray(values.to_numpy(zero_copy_only=False), dtype=float)
+        chunks = table.column(c).chunks
+        out[c] = np.concatenate([float_values(ch) for ch in chunks]) if chunks else np.zeros(0)
     return out
+
+
+def arrow_array(values: "np.ndarray"):
+    """A numpy array (int8/int32/int64/float32/float64, no missing) as a pyarrow array, without pandas."""
+    import numpy as np
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    kind = {np.dtype(np.int8): pa.int8(), np.dtype(np.int32): pa.int32(), np.dtype(np.int64): pa.int64(),
+            np.dtype(np.float32): pa.float32(), np.dtype(np.float64): pa.float64()}[values.dtype]
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
 
 
 def text_lists(table, columns: list[str]) -> dict:

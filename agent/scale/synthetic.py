@@ -1,8 +1,8 @@
 """A partitioned Parquet dataset with planted structure, written one partition at a time (tests, benchmark).
 
 Planted: three groups in ``g1``/``g2`` (well separated, sizes 50/30/20%), a trend ``y = 0.8 x + noise``,
-and 0.5% outliers at 8 robust sigma in ``n1``/``n2``; a categorical ``field`` and ``n_extra`` pure-noise
-columns. Each file holds ``rows_per_file`` rows in row groups of ``row_group`` rows; the truth (group
+and 0.5% outliers: rows whose six numeric columns all sit 8-12 units from zero, with random signs (far
+from every group and off the trend); a categorical ``field`` and ``n_extra`` pure-noise columns. Each file holds ``rows_per_file`` rows in row groups of ``row_group`` rows; the truth (group
 and outlier flag of every row) can be written beside it.
 """
 
@@ -27,8 +27,10 @@ def planted_part(n: int, seed: int, n_extra: int = 0) -> tuple[dict, np.ndarray,
     y = 0.8 * x + rng.normal(scale=0.6, size=n)
     noise = rng.normal(size=(n, 2))
     outlier = rng.random(n) < OUTLIER_FRACTION
-    angle = rng.uniform(0, 2 * np.pi, size=int(outlier.sum()))
-    noise[outlier] = OUTLIER_SIGMA * np.column_stack([np.cos(angle), np.sin(angle)])
+    k = int(outlier.sum())
+    far = rng.choice([-1.0, 1.0], size=(k, 6)) * rng.uniform(OUTLIER_SIGMA, 1.5 * OUTLIER_SIGMA, size=(k, 6))
+    g[outlier], noise[outlier] = far[:, :2], far[:, 4:]
+    x[outlier], y[outlier] = far[:, 2], far[:, 3]
     cols = {"field": rng.choice(["north", "south", "equator"], size=n), "g1": g[:, 0], "g2": g[:, 1], "x": x, "y": y,
             "n1": noise[:, 0], "n2": noise[:, 1]}
     for k in range(n_extra):

@@ -1,7 +1,7 @@
 """What a Dask worker does with one partition: sketch it, sample it, or score every row of it.
 
 Each task reads its own row group from the Parquet file (nothing travels but small results), imports
-numpy, pyarrow and crick (never scikit-learn), and returns the worker process's peak resident memory so the run can
+numpy, pyarrow and crick (never pandas or scikit-learn), and returns the worker process's peak resident memory so the run can
 say how close the workers came to their limit.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serendip.agent.scale.dataset import Part, numeric_arrays, read_part, text_lists
+from serendip.agent.scale.dataset import Part, arrow_array, numeric_arrays, read_part, text_lists
 
 
 def peak_rss_mb() -> float:
@@ -41,7 +41,8 @@ def sample_task(part: Part, index: int, fraction: float, seed: int):
     """A seeded uniform (Bernoulli) sample of a partition's rows: (arrow table, global row numbers, peak)."""
     rng = np.random.default_rng([seed, index])
     keep = np.flatnonzero(rng.random(part.n_rows) < fraction)
-    table = read_part(part, None).take(keep) if len(keep) else read_part(part, None).slice(0, 0)
+    table = read_part(part, None)
+    table = table.take(arrow_array(keep.astype(np.int64))) if len(keep) else table.slice(0, 0)
     return table, (part.offset + keep).astype(np.int64), peak_rss_mb()
 
 
@@ -59,14 +60,15 @@ def score_task(part: Part, index: int, models: list[dict], out_dir: str):
     needed = sorted({c for m in models for c in raw_columns(m)})
     table = read_part(part, needed)
     raw = numeric_arrays(table, needed)
-    columns = {"row": pa.array(np.arange(part.offset, part.offset + part.n_rows, dtype=np.int64))}
+    columns = {"row": arrow_array(np.arange(part.offset, part.offset + part.n_rows, dtype=np.int64))}
     counts = []
     for m in models:
         values, score, count = apply_model(m, raw, part.n_rows)
-        columns[m["name"]] = pa.array(values)
+        columns[m["name"]] = arrow_array(values)
         if score is not None:
-            columns[m["name"] + "_score"] = pa.array(score.astype(np.float32))
+            columns[m["name"] + "_score"] = arrow_array(score.astype(np.float32))
         counts.append(count)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), Path(out_dir) / f"part-{index:05d}.parquet")
+    pq.write_table(pa.Table.from_arrays(list(columns.values()), names=list(columns)),
+                   Path(out_dir) / f"part-{index:05d}.parquet")
     return counts, peak_rss_mb()
