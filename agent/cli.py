@@ -44,6 +44,11 @@ SETTING_FLAGS = {
     "max_retries": ("--max-retries", int, "attempts per model call on provider faults (default 5; 2 on loopback)"),
     "planner": ("--planner", str, "with a model: llm (the model plans), hybrid (the autopilot's pass first, then "
                                   "the model follows up; falls back to the pass) or autopilot (default llm)"),
+    "memory_budget_mb": ("--memory-budget", int, "MiB for a partitioned Parquet dataset (folder or glob): sizes the "
+                                                 "sample the tools run on and the local Dask workers (default: a "
+                                                 "quarter of the machine's memory)"),
+    "cluster": ("--cluster", str, "Dask scheduler address for a partitioned Parquet dataset (default: a "
+                                  "LocalCluster sized to the machine)"),
     "tool_choice": ("--tool-choice", str, "tool_choice sent to the server: required, auto or off (default required)"),
     "tool_profile": ("--tool-profile", str, "tool schemas shown to the model: auto, full or compact (default auto: "
                                             "compact on a loopback endpoint)"),
@@ -97,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--redo", action="store_true", help="redo finished runs instead of skipping them")
     night.add_argument("--cluster", default=None, metavar="ADDRESS", help="send runs to this Dask scheduler")
     night.add_argument("--quiet", action="store_true", help="print only the result line")
+    night.add_argument("--memory", default=None, metavar="DIR",
+                       help="knowledge store telling known and earlier-seen candidates from new ones (default: the "
+                            "plan's 'memory', else the one serendip explore uses; 'none' = nothing remembered)")
 
     chat = sub.add_parser("chat", help="talk with the agent about a table in the terminal (slash commands: /help)")
     chat.add_argument("table", nargs="?", help="the table file (or /load it in the chat)")
@@ -267,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         from serendip.agent.overnight.night import run_night
 
         return run_night(args.plan, out=args.out, jobs=args.jobs, redo=args.redo, cluster=args.cluster,
-                         quiet=args.quiet)
+                         quiet=args.quiet, memory=args.memory)
 
     if args.command in ("chat", "ask"):
         from serendip.agent.chat_terminal import run_ask, run_chat

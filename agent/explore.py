@@ -162,6 +162,10 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
             resume, input changed since the resumed run started); nothing useful was written.
     """
     progress = progress or Progress(quiet=True)
+    if partitioned(cfg):  # issue 15: a Parquet folder/glob, or a file too big for the budget, goes through Dask
+        from serendip.agent.scale.run import explore_partitioned
+
+        return explore_partitioned(cfg, progress=progress, resume=resume, chat_model=chat_model, force=force)
     table_path = check_table_path(cfg.table)
     out = Path(cfg.out) if cfg.out else default_out_dir(cfg.table)
     try:
@@ -183,6 +187,16 @@ def explore(cfg: ExploreConfig, progress: Progress | None = None, resume: bool =
         return _explore_locked(cfg, out, table_path, progress, resume, chat_model, stale_lock=lock.took_over)
     finally:
         lock.release()
+
+
+def partitioned(cfg: ExploreConfig) -> bool:
+    """Whether the input is a partitioned Parquet dataset to explore through Dask (see :mod:`serendip.agent.scale`)."""
+    from serendip.agent.scale.dataset import wants_dask
+    from serendip.agent.scale.run import default_budget_mb
+
+    if cfg.__dict__.get("sample_of"):  # the sample of a partitioned run is explored the ordinary way
+        return False
+    return wants_dask(cfg.table, int(cfg.settings.memory_budget_mb or default_budget_mb()))
 
 
 def check_resumable(out: Path, table_path: Path, force: bool) -> bool:

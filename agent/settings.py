@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     tool_profile: Literal["auto", "full", "compact"] = Field(
         "auto", description="tool schemas shown to the model: compact for small models (auto = compact on loopback)")
     seed: int = Field(0, description="seed for every random choice")
+    memory_budget_mb: int | None = Field(None, ge=16, description="memory for a partitioned Parquet dataset in MiB: "
+                                         "sizes the sample and the local Dask workers (None = a quarter of the machine)")
+    cluster: str | None = Field(None, description="Dask scheduler address for partitioned Parquet datasets "
+                                "(None = a LocalCluster sized to the machine)")
     q_max: float = Field(0.05, gt=0, le=1, description="largest run-wide q-value of a significant trend")
     min_effect: float = Field(0.1, ge=0, le=1, description="smallest absolute effect worth reporting")
     min_stability: float = Field(0.6, ge=0, le=1, description="smallest resampling agreement of a stable grouping")

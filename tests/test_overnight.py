@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from serendip.agent.cli import main as cli_main
-from serendip.agent.overnight.memory import base_name, earlier_sightings, remember, signature
+from serendip.agent.overnight.memory import NightMemory, base_name, signature
 from serendip.agent.overnight.plan import PlanError, load_plan, parse_plan
 
 PLAN = """
@@ -49,6 +49,12 @@ def write_tables(folder: Path) -> None:
     for i in range(3):
         small_table(i).to_csv(folder / f"t{i}.csv", index=False)
     (folder / "plan.toml").write_text(PLAN)
+
+
+@pytest.fixture(autouse=True)
+def own_memory(tmp_path, monkeypatch):
+    """Each test's nights use their own knowledge store (runs in subprocesses inherit it)."""
+    monkeypatch.setenv("SERENDIP_MEMORY", str(tmp_path / "memory"))
 
 
 def records(out: Path) -> dict[str, dict]:
@@ -91,16 +97,63 @@ def test_glob_matching_nothing_is_refused(tmp_path):
         load_plan(tmp_path / "p.toml")
 
 
-def test_cross_night_memory_labels_repeats_seen(tmp_path):
+def fake_night(out: Path, table: Path, findings: list[dict], started: str) -> list[dict]:
+    """A night folder with one finished run holding ``findings`` (what collect and the store read)."""
+    name = "galaxies--all--abc123"
+    run_dir = out / "runs" / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "findings.json").write_text(json.dumps({"findings": findings}))
+    (run_dir / "run.json").write_text(json.dumps({"table": str(table), "started": started, "exit_status": "completed"}))
+    return [{"run_id": "abc123", "folder": name, "table": str(table), "table_sha256": "f00d", "goal": "find trends",
+             "strategy": {"name": "all"}, "status": "completed"}]
+
+
+@pytest.mark.slow  # opening a fresh chromadb store syncs the known-results pack: ~7 s
+def test_cross_night_memory_is_the_knowledge_store(tmp_path):
+    from serendip.agent.knowledge.store import KnowledgeStore
+    from serendip.agent.overnight.digest import collect, label_novelty, remember_night
+
     f = {"kind": "trend", "columns": ["log10_mass", "resid_sfr_vs_mass"], "stats": {"sign": 1}}
     assert base_name("log10_mass") == "mass" and base_name("resid_sfr_vs_mass") == "sfr"
-    sig = signature(f, "abc")
-    assert sig == signature({"kind": "trend", "columns": ["sfr", "mass"], "stats": {"sign": 1}}, "abc")
-    assert sig != signature({"kind": "trend", "columns": ["sfr", "mass"], "stats": {"sign": -1}}, "abc")
-    remember(tmp_path, [(sig, {"run_id": "night1", "folder": "t--all--night1"})])
-    assert earlier_sightings(tmp_path, [sig], tonight_runs={"night1"}) == {}
-    seen = earlier_sightings(tmp_path, [sig], tonight_runs={"night2"})
-    assert seen[sig]["run_id"] == "night1" and seen[sig]["when"]
+    assert signature(f, "abc") == signature({"kind": "trend", "columns": ["sfr", "mass"], "stats": {"sign": 1}}, "abc")
+    assert signature(f, "abc") != signature({"kind": "trend", "columns": ["sfr", "mass"], "stats": {"sign": -1}}, "abc")
+
+    table = tmp_path / "galaxies.csv"
+    pd.DataFrame({"log_mstar": [9.0, 10.0, 11.0], "log_sfr": [0.1, 0.5, 1.0], "x": [1, 2, 3], "y": [2, 1, 3]}).to_csv(table, index=False)
+    findings = [{"id": "F1", "kind": "trend", "title": "x rises with y", "columns": ["x", "y"],
+                 "stats": {"method": "spearman", "effect": 0.7, "sign": 1}, "score": 0.7},
+                {"id": "F2", "kind": "trend", "title": "sfr rises with mass", "columns": ["log_mstar", "log_sfr"],
+                 "stats": {"method": "spearman", "effect": 0.6, "sign": 1}, "score": 0.6}]
+    memory = tmp_path / "store"
+
+    def night(out: Path, started: str) -> dict[str, object]:
+        recs = fake_night(out, table, findings, started)
+        mem = NightMemory(memory)
+        cands = collect(out, recs)
+        label_novelty(out, cands, mem, [r["folder"] for r in recs])
+        remember_night(out, recs, mem)
+        return {c.finding["id"]: c for c in cands}
+
+    first = night(tmp_path / "night1", "2026-01-01T22:00:00+00:00")
+    assert first["F1"].novelty == "new"
+    assert first["F2"].novelty == "known" and first["F2"].detail["known"]["id"] == "sf_main_sequence"
+    assert KnowledgeStore(memory).count_findings() == 2
+    # the same night's digest rewritten: its own findings are not earlier sightings
+    again = night(tmp_path / "night1", "2026-01-01T22:00:00+00:00")
+    assert again["F1"].novelty == "new"
+    # the next night (another folder), and a --redo of the first (a later attempt): seen, with where and when
+    for out, started in ((tmp_path / "night2", "2026-01-02T22:00:00+00:00"),
+                         (tmp_path / "night1", "2026-01-03T22:00:00+00:00")):
+        later = night(out, started)
+        assert later["F1"].novelty == "seen", out
+        seen = later["F1"].detail["seen"][0]
+        assert seen["folder"] == "galaxies--all--abc123" and seen["finding"] == "F1" and seen["same_table"]
+        assert later["F2"].novelty == "known"
+    # without a store: nothing seen, the pack still knows the main sequence
+    recs = fake_night(tmp_path / "night4", table, findings, "2026-01-04T22:00:00+00:00")
+    cands = {c.finding["id"]: c for c in collect(tmp_path / "night4", recs)}
+    label_novelty(tmp_path / "night4", list(cands.values()), NightMemory(None), [recs[0]["folder"]])
+    assert cands["F1"].novelty == "new" and cands["F2"].novelty == "known"
 
 
 # ---------------------------------------------------------------------- real nights
@@ -243,6 +296,36 @@ def test_follow_up_labels_one_field_trend_fragile_and_real_trend_robust(tmp_path
     # every number comes from a tool result recorded in the follow-up transcript
     ids = {json.loads(line).get("id") for line in (tmp_path / "fu" / "transcript.jsonl").read_text().splitlines()}
     assert all(c["evidence"] in ids for c in res[local["id"]]["checks"])
+
+
+@pytest.mark.slow  # about a dozen robust-covariance (MCD) fits
+def test_follow_up_labels_real_outliers_robust_and_an_offset_field_artefact(tmp_path):
+    import serendip
+    from serendip.agent.overnight.followup import follow_up
+
+    r = np.random.default_rng(1)
+    fields = np.array(["A"] * 200 + ["B"] * 200 + ["E"] * 20)
+    df = pd.DataFrame({"field": fields, **{c: r.normal(size=len(fields)) for c in "abcd"}})
+    for row, (va, vb) in zip((5, 210, 60, 330, 120, 390), ((7, 7), (-7, 7), (7, -7), (-7, -7), (8, 0), (0, -8))):
+        df.loc[row, ["a", "b"]] = va, vb  # six real outliers, spread over the fields
+    df.loc[df.field == "E", ["c", "d"]] += 6.0  # a small field offset from the others
+    df.to_csv(tmp_path / "t.csv", index=False)
+    run_dir = tmp_path / "run"
+    with serendip.open(str(tmp_path / "t.csv"), workdir=run_dir, sandbox=False) as a:
+        a.call("outliers", columns=["a", "b"], method="mahalanobis")
+        a.call("outliers", columns=["c", "d"], method="mahalanobis")
+        a.report()
+    findings = [f for f in json.loads((run_dir / "findings.json").read_text())["findings"] if f["kind"] == "outlier"]
+    real = next(f for f in findings if set(f["columns"]) == {"a", "b"})
+    offset = next(f for f in findings if set(f["columns"]) == {"c", "d"})
+    res = follow_up(run_dir, [real, offset], tmp_path / "fu")
+    assert res[real["id"]]["label"] == "robust", res[real["id"]]
+    assert res[offset["id"]]["label"] == "artefact", res[offset["id"]]
+    assert "`field` = `E`" in res[offset["id"]]["why"]
+    checks = res[real["id"]]["checks"]
+    assert {c["check"] for c in checks} >= {"random half 1 of the rows", "second method (isolation forest)"}
+    ids = {json.loads(line).get("id") for line in (tmp_path / "fu" / "transcript.jsonl").read_text().splitlines()}
+    assert all(c["evidence"] in ids for c in checks)
 
 
 # ---------------------------------------------------------------------- run inputs, budgets, progress (fast)

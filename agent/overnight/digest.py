@@ -1,8 +1,8 @@
 """The morning digest: candidates of every run, deduplicated, re-tested, ranked and explained.
 
 rank = strength × robustness × novelty, where strength is the finding's own score (|effect| of a trend,
-stability of a grouping, 0–1), robustness comes from the follow-up label and novelty from whether an
-earlier night (or the known-results store) already had it.
+stability of a grouping, 0–1), robustness comes from the follow-up label and novelty from the knowledge
+store (:mod:`.memory`): a result it holds (known), one an earlier night or run found (seen), or new.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serendip.agent.overnight.memory import earlier_sightings, remember, signature
+from serendip.agent.overnight.memory import NightMemory, attempt_started, signature
 from serendip.agent.overnight.runs import read_json
 from serendip.agent.report import escape_md, fmt, stats_line
 from serendip.agent.report_html import markdown_to_html
@@ -32,7 +32,7 @@ class Candidate:
     also_in: list[str] = field(default_factory=list)
     followup: dict | None = None
     novelty: str = "new"
-    seen: dict | None = None
+    detail: dict = field(default_factory=dict)
 
     @property
     def strength(self) -> float:
@@ -74,29 +74,37 @@ def collect(out: Path, records: list[dict]) -> list[Candidate]:
     return sorted(best.values(), key=lambda c: (-c.strength, c.signature))
 
 
-def mark_seen(out: Path, candidates: list[Candidate], tonight: set[str]) -> None:
-    """Label candidates an earlier night already found as 'seen'."""
-    seen = earlier_sightings(out, [c.signature for c in candidates], tonight)
+def label_novelty(out: Path, candidates: list[Candidate], memory: NightMemory, tonight: list[str]) -> None:
+    """Label each candidate known / seen / new from the knowledge store.
+
+    Args:
+        out: The night's output folder.
+        candidates: Tonight's deduplicated candidates.
+        memory: The store.
+        tonight: Folder names of tonight's runs (their own findings are not earlier sightings).
+    """
+    started = {str((out / "runs" / f).resolve()): attempt_started(out / "runs" / f) for f in tonight}
     for c in candidates:
-        if c.signature in seen and c.novelty == "new":
-            c.novelty, c.seen = "seen", seen[c.signature]
+        c.novelty, c.detail = memory.label(c.finding, out / "runs" / c.run["folder"], c.run, started)
 
 
-def remember_night(out: Path, candidates: list[Candidate]) -> None:
-    """Store tonight's signatures so the next night can tell what is new."""
-    entries = [(c.signature, {"run_id": c.run.get("run_id"), "folder": c.run.get("folder")}) for c in candidates]
-    entries += [(c.signature, {"run_id": _run_id(out, f), "folder": f}) for c in candidates for f in c.also_in]
-    remember(out, entries)
-
-
-def _run_id(out: Path, folder: str) -> str:
-    return folder.rsplit("--", 1)[-1]
+def remember_night(out: Path, records: list[dict], memory: NightMemory) -> int:
+    """Store every ranked finding of tonight's runs so that the next night (or run) can tell what is new."""
+    stored = 0
+    for rec in records:
+        folder = out / "runs" / rec.get("folder", "")
+        findings = [f for f in read_json(folder / "findings.json").get("findings") or [] if f.get("kind") in RANKED_KINDS]
+        if findings:
+            stored += memory.remember(folder, rec, findings)
+    return stored
 
 
 # ---------------------------------------------------------------------- writing
 def _check_line(c: dict) -> str:
     if "effect" in c:
         numbers = f"effect {fmt(c['effect'])}, p = {fmt(c['p_value'])}, n = {c['n']}"
+    elif "recovered" in c:
+        numbers = f"{c['recovered']} of {c['n']} flagged rows flagged again (chance p = {fmt(c['p_value'])})"
     elif c.get("stability") is not None:
         numbers = f"stability {fmt(c['stability'])}"
     else:
@@ -119,8 +127,16 @@ def candidate_block(i: int, c: Candidate) -> list[str]:
     if c.followup:
         lines += [f"*Follow-up:* {c.label} — {c.followup.get('why', '')}.", ""]
         lines += [_check_line(ch) for ch in c.followup.get("checks", [])] + [""]
-    if c.seen:
-        lines += [f"*Seen before* in {code(c.seen.get('folder', ''), limit=120)} on {escape_md(c.seen.get('when', ''))}.", ""]
+    known, against = c.detail.get("known"), c.detail.get("contradicts")
+    if known:
+        lines += [f"*Known result:* recovers *{escape_md(known.get('name', ''))}* ({escape_md(known.get('citation', ''))}).", ""]
+    if against:
+        lines += [f"*Contradicts* the known *{escape_md(against.get('name', ''))}* ({escape_md(against.get('citation', ''))}): "
+                  "check the columns' definitions and the selection before believing it.", ""]
+    for s in (c.detail.get("seen") or [])[:1]:
+        where = "this table" if s.get("same_table") else code(Path(str(s.get("dataset") or "")).name)
+        lines += [f"*Seen before* as {escape_md(str(s.get('finding') or ''))} in run {code(s.get('folder', ''), limit=120)} "
+                  f"on {escape_md(s.get('when', ''))} ({where}).", ""]
     if c.also_in:
         lines += ["*Also found in:* " + ", ".join(f"[{code(r, limit=120)}](runs/{r}/report.html)" for r in c.also_in), ""]
     figs = [f"[{code(Path(fig).name)}](runs/{folder}/{fig})" for fig in f.get("figures") or []]
@@ -139,7 +155,8 @@ def build_index(candidates: list[Candidate], records: list[dict]) -> str:
              "(|effect| of a trend, stability of a grouping); robustness is "
              + ", ".join(f"{k} {v}" for k, v in ROBUSTNESS.items())
              + " from the follow-up round (each top candidate re-tested on random halves, within each level of every "
-             "categorical, after controlling for each strong covariate, and with a second method); novelty is "
+             "categorical, after controlling for each strong covariate (trends), and with a second method; outliers "
+             "count how many flagged rows are flagged again); novelty is "
              + ", ".join(f"{k} {v}" for k, v in NOVELTY.items()) + ".", ""]
     if not ordered:
         lines += ["No candidate was found by any run.", ""]
@@ -183,5 +200,6 @@ def write_digest(out: Path, candidates: list[Candidate], records: list[dict]) ->
     (out / "summary.md").write_text(build_summary(candidates, records), encoding="utf-8")
     data = [{"signature": c.signature, "run": c.run.get("folder"), "run_id": c.run.get("run_id"),
              "finding": c.finding, "also_in": c.also_in, "label": c.label, "novelty": c.novelty,
-             "strength": c.strength, "rank": c.rank_score, "followup": c.followup} for c in candidates]
+             "strength": c.strength, "rank": c.rank_score, "followup": c.followup,
+             "novelty_detail": c.detail} for c in candidates]
     (out / "candidates.json").write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")

@@ -3,6 +3,10 @@
 A trend is re-tested on each random half of the rows, within each level of every categorical column
 (field, instrument, survey), after controlling for each strong covariate (partial correlation) and with
 a second correlation measure. A grouping is re-fitted with another clustering algorithm and on each half.
+A set of outliers is re-flagged with the run's own ``outliers`` call (same columns, method and cut) on each
+random half and within each level of every categorical, and with a second method (another detector, or
+the other fit of an off-relation search); each check counts how many of the originally flagged rows it
+re-tests are flagged again.
 Every test is an ordinary tool call (``select``, ``correlate``, ``cluster``) through the dispatcher, so
 its numbers come from a tool result and are kept in the follow-up transcript as evidence.
 
@@ -13,6 +17,14 @@ Labels:
 - **robust**: every informative check agrees (same sign, p < 0.05).
 A check on too few rows to detect the original effect (80% power, Fisher z) counts as uninformative
 rather than as a failure, so small levels do not make a real trend look fragile.
+
+An outlier check passes when most of the re-tested rows (a majority: then the set is mostly the same set)
+are flagged again and more of them than chance would give (hypergeometric test, p < 0.05, against
+flagging as many rows of the subset at random). A check that could not reach p < 0.05 even if every
+re-tested row came back (a level holding one or two flagged rows) is uninformative. Outliers are an
+**artefact** of a categorical when most of them sit in one level (more than chance) and they are not
+outliers within that level (fewer than half come back), or they make up most of the level: the level is
+offset from the others, its rows are not unusual among themselves.
 """
 
 from __future__ import annotations
@@ -34,6 +46,9 @@ MAX_COVARIATES = 3
 HALF_COLUMN = "_serendip_half"
 SECOND_METHOD = {"spearman": "kendall", "pearson": "spearman", "kendall": "spearman"}
 SECOND_CLUSTERING = {"gmm": "kmeans", "kmeans": "gmm", "agglomerative": "gmm", "hdbscan": "gmm", "auto": "kmeans"}
+SECOND_DETECTOR = {"isolation_forest": "mahalanobis", "mahalanobis": "isolation_forest", "lof": "isolation_forest"}
+SECOND_FIT = {"linear": "binned_median", "binned_median": "linear"}
+OUTLIER_ARGS = ("columns", "method", "contamination", "threshold", "x", "y", "fit", "log_scale", "missing")
 
 
 def rows_to_detect(effect: float, alpha: float = ALPHA, power: float = 0.8) -> int:
@@ -258,6 +273,147 @@ def follow_up_group(sess: Session, finding: dict) -> dict:
     return {"label": "robust", "checks": checks, "why": f"stable groups in all {len(informative)} refits"}
 
 
+# ---------------------------------------------------------------------- outliers
+def original_call(run_dir: Path, finding: dict) -> dict | None:
+    """The run's ``outliers`` tool call behind an outlier finding (its transcript record), if any."""
+    from serendip.agent.transcript import Transcript
+
+    evidence = set(finding.get("evidence") or [])
+    for rec in Transcript(run_dir).records():
+        if rec.get("type") == "tool_result" and rec.get("tool") == "outliers" and rec.get("ok") \
+                and rec.get("id") in evidence:
+            return rec
+    return None
+
+
+def original_flags(run_dir: Path, label: str, n_rows: int) -> np.ndarray | None:
+    """The finding's per-row flags (1 = flagged) as the run saved them, or None."""
+    path = run_dir / ".workspace" / "artifacts" / f"{label}.npy"
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        try:
+            import pandas as pd
+
+            values = pd.read_csv(run_dir / "rows.csv", usecols=[label])[label].to_numpy()
+        except (OSError, ValueError, KeyError):
+            return None
+    return (np.asarray(values) == 1) if len(values) == n_rows else None
+
+
+def flag_check(name: str, res: ToolResult, sess: Session, original: np.ndarray, subset: np.ndarray) -> dict | None:
+    """How many originally flagged rows of ``subset`` the re-run flags again; None when it re-tests none."""
+    from scipy.stats import hypergeom
+
+    tested = original & subset
+    n_test = int(tested.sum())
+    if n_test == 0:
+        return None
+    entry = {"check": name, "evidence": res.id, "n": n_test}
+    if not res.ok or not res.summary.get("flag_artifact"):
+        entry.update({"outcome": "uninformative", "why": "the tool call failed (see the evidence)" if not res.ok
+                      else "the tool flagged nothing it could save"})
+        return entry
+    again = np.asarray(sess.runner.session.load_artifact(res.summary["flag_artifact"])) == 1
+    n_subset, n_again = int(subset.sum()), int((again & subset).sum())
+    k = int((again & tested).sum())
+    p = float(hypergeom.sf(k - 1, n_subset, n_test, n_again)) if k else 1.0
+    best_p = float(hypergeom.sf(n_test - 1, n_subset, n_test, max(n_again, n_test)))
+    entry.update({"recovered": k, "recovery": round(k / n_test, 4), "p_value": p, "n_flagged_again": n_again})
+    if k / n_test > 0.5 and p < ALPHA:
+        entry["outcome"] = "passed"
+    elif best_p >= ALPHA:
+        entry["outcome"] = "uninformative"
+        entry["why"] = f"{n_test} flagged row(s) here: even all of them flagged again would not beat chance"
+    else:
+        entry["outcome"] = "failed"
+    return entry
+
+
+def follow_up_outlier(sess: Session, finding: dict, run_dir: Path, min_level_rows: int) -> dict:
+    """Re-flag a set of outliers on each half, within each level and with a second method; label it."""
+    call = original_call(run_dir, finding)
+    n = sess.table.n_rows
+    flags = original_flags(run_dir, str(finding.get("labels") or ""), n)
+    if call is None or flags is None or not flags.any():
+        return {"label": "untested", "checks": [], "why": "the run's outliers call or its flags could not be found"}
+    if (call.get("summary") or {}).get("selection", "all rows") != "all rows":
+        return {"label": "untested", "checks": [], "why": "the outliers were flagged within a selection of rows"}
+    args = {k: v for k, v in (call.get("arguments") or {}).items() if k in OUTLIER_ARGS and v is not None}
+    stats = finding.get("stats") or {}
+    method = str(args.get("method") or stats.get("method") or "isolation_forest")
+    if method == "off_relation":
+        x, y = (stats.get("relation_columns") or finding.get("columns") or [None, None])[:2]
+        args.update({"x": x, "y": y, "fit": stats.get("fit", args.get("fit", "auto"))})
+        args.pop("columns", None)
+        second = {**args, "fit": SECOND_FIT.get(str(args["fit"]), "linear")}
+        second_name = f"second fit ({second['fit'].replace('_', ' ')})"
+    else:
+        other = SECOND_DETECTOR.get(method, "isolation_forest")
+        second = {**{k: v for k, v in args.items() if k != "threshold"}, "method": other}
+        second_name = f"second method ({other.replace('_', ' ')})"
+    everything = np.ones(n, dtype=bool)
+    checks: list[dict] = []
+    half = sess.table.df[HALF_COLUMN].to_numpy()
+    for h in (0, 1):
+        sess.select(f"{quote_name(HALF_COLUMN)} == {h}")
+        entry = flag_check(f"random half {h + 1} of the rows", sess.call("outliers", **args), sess, flags, half == h)
+        checks += [entry] if entry else []
+    level_checks: dict[str, list[tuple[object, dict, bool]]] = {}  # level, its check, whether it is an offset
+    for cat in sess.categoricals(list(finding.get("columns") or [])):
+        levels = sess.levels(cat, min_level_rows)
+        if len(levels) < 2:
+            continue
+        values = sess.table.df[cat]
+        for lv in levels:
+            sel = sess.select(f"{quote_name(cat)} == {quote_value(lv)}")
+            if not sel.ok:
+                continue
+            in_level = (values == lv).to_numpy()
+            entry = flag_check(f"within {code(cat)} = {code(lv)}", sess.call("outliers", **args), sess, flags, in_level)
+            if entry:
+                checks.append(entry)
+                level_checks.setdefault(cat, []).append((lv, entry, offset_level(flags, in_level, entry)))
+    sess.select("all")
+    entry = flag_check(second_name, sess.call("outliers", **second), sess, flags, everything)
+    checks += [entry] if entry else []
+    return label_outliers(checks, level_checks)
+
+
+def offset_level(flags: np.ndarray, in_level: np.ndarray, check: dict) -> bool:
+    """Whether the flagged rows are this level rather than outliers.
+
+    True when most flagged rows sit in the level, more than its share of the rows explains
+    (hypergeometric p < 0.05), and either they make up most of the level or fewer than half of them are
+    flagged again when the level is tested on its own.
+    """
+    from scipy.stats import hypergeom
+
+    k, n_flag, n_level = int((flags & in_level).sum()), int(flags.sum()), int(in_level.sum())
+    concentrated = k > n_flag / 2 and float(hypergeom.sf(k - 1, len(flags), n_level, n_flag)) < ALPHA
+    not_again = "recovery" in check and check["recovery"] <= 0.5
+    return concentrated and (k > n_level / 2 or not_again)
+
+
+def label_outliers(checks: list[dict], level_checks: dict[str, list[tuple[object, dict, bool]]]) -> dict:
+    """robust / fragile / artefact for a set of outliers, with the reason in one sentence."""
+    offsets = [(cat, lv) for cat, entries in level_checks.items() for lv, _, offset in entries if offset]
+    if offsets:
+        why = "; ".join(f"most flagged rows are in {code(cat)} = {code(lv)} and are not unusual within it"
+                        for cat, lv in offsets) + ": that level is offset from the others"
+        return {"label": "artefact", "checks": checks, "why": why}
+    informative = [c for c in checks if c["outcome"] != "uninformative"]
+    failed = [c for c in informative if c["outcome"] == "failed"]
+    if not informative:
+        return {"label": "untested", "checks": checks, "why": "no check re-tested enough flagged rows to be informative"}
+    if failed:
+        why = "most flagged rows are not flagged again in " + "; ".join(c["check"] for c in failed[:5]) \
+            + (" …" if len(failed) > 5 else "")
+        return {"label": "fragile", "checks": checks, "why": why}
+    return {"label": "robust", "checks": checks,
+            "why": f"most flagged rows are flagged again, beyond chance, in all {len(informative)} informative checks"}
+
+
 def follow_up(run_dir: Path, findings: list[dict], workdir: Path, seed: int = 0, min_level_rows: int = 20) -> dict[str, dict]:
     """Re-test ``findings`` of one run; returns {finding id: {label, checks, why}}."""
     if not findings:
@@ -270,6 +426,8 @@ def follow_up(run_dir: Path, findings: list[dict], workdir: Path, seed: int = 0,
                 out[f["id"]] = follow_up_trend(sess, f, min_level_rows)
             elif f.get("kind") == "group":
                 out[f["id"]] = follow_up_group(sess, f)
+            elif f.get("kind") == "outlier":
+                out[f["id"]] = follow_up_outlier(sess, f, run_dir, min_level_rows)
             else:
                 out[f["id"]] = {"label": "untested", "checks": [], "why": f"no follow-up for {f.get('kind')} findings"}
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from serendip.agent.overnight.digest import collect, mark_seen, remember_night, write_digest
+from serendip.agent.overnight.digest import collect, label_novelty, remember_night, write_digest
 from serendip.agent.overnight.executor import Budgets, cluster_slots, execute
 from serendip.agent.overnight.plan import Plan, PlanError, load_plan
 from serendip.agent.overnight.runs import RECORD, RunSpec, clear_run, make_runs, read_json, run_state, write_record
@@ -83,7 +83,7 @@ def follow_up_candidates(out: Path, plan: Plan, candidates, progress: NightProgr
 
     if not plan.followup.enabled or plan.followup.top == 0:
         return
-    chosen = sorted((c for c in candidates if c.finding.get("kind") in ("trend", "group")),
+    chosen = sorted((c for c in candidates if c.finding.get("kind") in ("trend", "group", "outlier")),
                     key=lambda c: (-(c.strength * (1.0 if c.novelty == "new" else 0.4)), c.signature))[: plan.followup.top]
     by_run: dict[str, list] = {}
     for c in chosen:
@@ -107,12 +107,46 @@ def follow_up_candidates(out: Path, plan: Plan, candidates, progress: NightProgr
             c.followup = cache.get(c.finding["id"])
 
 
+def memory_folder(flag: str | None, plan: Plan, plan_path: Path) -> str | None:
+    """The knowledge store of the night: --memory, else the plan's ``memory`` (relative to the plan), else the
+    default store (as for ``serendip explore``); None for 'none'."""
+    from serendip.agent.knowledge.store import default_memory_dir
+
+    value = flag if flag is not None else plan.memory
+    if value is not None and value.strip().lower() in ("none", "off", ""):
+        return None
+    if value is None:
+        return str(default_memory_dir())
+    path = Path(value).expanduser()
+    if flag is None and not path.is_absolute():
+        path = plan_path.parent / path
+    return str(path.resolve())
+
+
 def run_night(plan_path: str, out: str | None = None, jobs: int | None = None, redo: bool = False,
-              cluster: str | None = None, quiet: bool = False) -> int:
-    """Run a plan end to end; returns the exit code (0 unless every run failed, 2 for a bad plan)."""
+              cluster: str | None = None, quiet: bool = False, memory: str | None = None) -> int:
+    """Run a plan end to end; returns the exit code (0 unless every run failed, 2 for a bad plan).
+
+    Args:
+        plan_path: The plan (TOML).
+        out: Output folder (default: serendip-overnight/<plan stem>).
+        jobs: Runs at a time.
+        redo: Redo finished runs.
+        cluster: Address of a Dask scheduler to send runs to.
+        quiet: Print only the result line.
+        memory: Knowledge store folder ('none': the shipped known results only, nothing remembered).
+    """
+    from serendip.agent.knowledge.run_hook import KnowledgeOpenError
+    from serendip.agent.overnight.memory import NightMemory
+
     try:
         plan, tables = load_plan(plan_path)
     except PlanError as exc:
+        print(f"serendip: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        night_memory = NightMemory(memory_folder(memory, plan, Path(plan_path)))
+    except KnowledgeOpenError as exc:
         print(f"serendip: error: {exc}", file=sys.stderr)
         return 2
     out_dir = Path(out) if out else default_out(Path(plan_path))
@@ -151,11 +185,12 @@ def run_night(plan_path: str, out: str | None = None, jobs: int | None = None, r
         records = [r for r in records if r]
         done = [r for r in records if r.get("status") != "not_started"]
         candidates = collect(out_dir, done)
-        mark_seen(out_dir, candidates, {s.run_id for s in specs})
+        label_novelty(out_dir, candidates, night_memory, [Path(s.out_dir).name for s in specs])
         follow_up_candidates(out_dir, plan, candidates, progress)
         write_digest(out_dir, candidates, records)
-        remember_night(out_dir, candidates)
-        progress.log(f"digest: {out_dir / 'index.html'} ({len(candidates)} candidates)")
+        stored = remember_night(out_dir, done, night_memory)
+        progress.log(f"digest: {out_dir / 'index.html'} ({len(candidates)} candidates)"
+                     + (f"; {stored} findings remembered in {night_memory.folder}" if night_memory.folder else ""))
     if records and all(r.get("status") in FAILED for r in records):
         print("serendip: error: every run failed; see " + str(out_dir / "index.md"), file=sys.stderr)
         return 1

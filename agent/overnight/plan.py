@@ -126,6 +126,9 @@ class Plan(BaseModel):
         base_url: OpenAI-compatible endpoint for a chat model.
         seed: Seed of every run.
         isolate_tools: Run each run's tools in the memory-capped sandbox worker (off: in the run's process).
+        memory: Knowledge store folder (relative to the plan) that tells known and earlier-seen candidates
+            from new ones (default: the store ``serendip explore`` uses; 'none' = the shipped known results
+            only, nothing remembered). ``--memory`` overrides it.
         budget: Limits.
         followup: The follow-up round.
     """
@@ -138,6 +141,7 @@ class Plan(BaseModel):
     base_url: str | None = None
     seed: int = 0
     isolate_tools: bool = True
+    memory: str | None = None
     budget: Budget = Field(default_factory=Budget)
     followup: Followup = Field(default_factory=Followup)
 
