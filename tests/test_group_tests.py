@@ -44,8 +44,8 @@ def test_one_skewed_or_heavy_tailed_population_is_not_split(draw):
     x = {"gamma": lambda: r.gamma(3.0, size=3000), "lognormal": lambda: r.lognormal(0, 0.6, size=3000),
          "student_t": lambda: r.standard_t(3, size=3000)}[draw]()
     X = x[:, None]
-    labels, _ = mixture_labels(X)
-    sep = gt.separation_test(X, labels, np.random.default_rng(4))
+    labels, model = mixture_labels(X)
+    sep = gt.separation_test(X, labels, np.random.default_rng(4), model=model)  # as the cluster tool calls it
     boot = gt.bootstrap_lr_test(gt.power_transformed(X), 2, np.random.default_rng(5))
     separated, p, _ = gt.decide(sep, boot)
     assert not separated and p > 0.01

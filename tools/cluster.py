@@ -41,6 +41,8 @@ ASSIGN_CHUNK = 200_000
 MAX_PLOT_POINTS = 20_000
 MAX_GROUPS_SHOWN = 10
 MAX_COINCIDENCE_SHOWN = 3
+STEP_DOWN_ROWS = 5000
+"""Rows on which mixtures with fewer components than BIC's choice are screened."""
 REDUNDANT_R2 = 0.9999
 """A column this well predicted by a linear combination of the columns before it (a colour u − r beside
 u − g and g − r, a total beside its parts) adds no information and makes a mixture's covariance singular."""
@@ -461,17 +463,24 @@ def fewer_components(session, grouping: cm.Grouping, Zf: np.ndarray, assess, tri
     """
     cov = grouping.selection.get("covariance_type", "full")
     min_stability = session.thresholds.min_stability
+    rng = session.rng(33)
+    # The screen fits each k on a sample (the dip test reads at most a few thousand rows anyway); only a
+    # k that passes it is refitted on all fitted rows and tested in full.
+    sub = Zf if len(Zf) <= STEP_DOWN_ROWS else Zf[np.sort(rng.choice(len(Zf), STEP_DOWN_ROWS, replace=False))]
     for kk in range(grouping.n_groups - 1, lowest - 1, -1):
-        candidate = cm.select_gmm(Zf, [kk], int(session.seed), cov)
-        if candidate.n_groups < 2:
+        trial = cm.select_gmm(sub, [kk], int(session.seed), cov)
+        if trial.n_groups < 2:
             continue
-        screen = gt.separation_test(Zf, candidate.labels, session.rng(31), model=candidate.model)
+        screen = gt.separation_test(sub, trial.labels, session.rng(31), model=trial.model)
         if screen is None:
             continue
         bootable = (screen["min_ashman_d"] >= gt.MIN_ASHMAN_D
                     and kk * Zf.shape[1] <= gt.BOOTSTRAP_MAX_PARAMETERS)
         if not screen["separated"] and not bootable:
             tried.append([f"cluster:separation:k={kk}", screen["p_value"]])
+            continue
+        candidate = trial if sub is Zf else cm.select_gmm(Zf, [kk], int(session.seed), cov)
+        if candidate.n_groups < 2:
             continue
         stability, check = assess(candidate)
         decision = decide_grouping(session, candidate, "gmm", Zf, stability, check)
