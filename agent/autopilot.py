@@ -281,9 +281,16 @@ class Autopilot:
         if not made:
             return columns
         colours = [n for n, k in made.items() if k == "colour"]
+        long = [p.name for p in plans if p.kind == "colour" and p.reason.startswith("long-baseline")
+                and p.name in made]
+        if long:
+            # The long-baseline colour is the sum of adjacent ones: it is searched for populations on its own,
+            # but kept out of correlations, maps and joint groupings, where it only repeats its parts.
+            self.long_colour = long[0]
+            colours = [c for c in colours if c != self.long_colour]
+            self.note(f"{self.long_colour} (a sum of adjacent colours) is used on its own, to look for colour "
+                      "populations, and not correlated with the colours it is made of.")
         self.photometric = colours[:]
-        if colours and len(bands) >= 3:
-            self.long_colour = colours[-1]
         replaced = set()
         if colours:
             replaced |= {c for c in bands.values() if c != reference}
@@ -299,7 +306,7 @@ class Autopilot:
             self.note(f"Magnitudes {', '.join(sorted(replaced))} are analysed through the derived colours"
                       + (f" and {keep_ref}" if keep_ref else "") + " rather than on their own.")
         out = [c for c in columns if c not in replaced]
-        return out + [n for n in made if n not in out]
+        return out + [n for n in made if n not in out and n != self.long_colour]
 
     def photometry_by_content(self, columns: list[str]) -> dict[str, str]:
         """Magnitudes recognised from their values when their names say nothing: three or more columns on

@@ -224,3 +224,31 @@ def test_many_level_categorical_on_few_rows_is_not_a_coincidence():
     labels = r.integers(0, 2, size=n)
     [entry] = categorical_coincidence(table, np.arange(n), labels, ["ref"])
     assert entry["n_levels"] > 30 and not entry["strong"] and entry["cramers_v"] < 0.5
+
+
+def test_linear_combinations_are_left_out_of_the_clustering_space(make_session):
+    from serendip.tools.cluster import redundant_columns
+
+    r = np.random.default_rng(21)
+    lab = (r.random(600) < 0.5).astype(int)
+    a, b = r.normal(size=600) + 4 * lab, r.normal(size=600)
+    df = pd.DataFrame({"a": a, "b": b, "a_plus_b": a + b})
+    assert redundant_columns(df.to_numpy()) == [2]
+    res = call_tool(make_session(df), "cluster", {"columns": ["a", "b", "a_plus_b"], "method": "gmm", "k_max": 4})
+    assert res.ok, res.error
+    assert any("a_plus_b" in note and "linear combination" in note for note in res.summary["notes"])
+    assert res.summary["n_groups"] == 2
+
+
+def test_fewer_components_than_bic_when_extra_ones_only_model_a_tail(make_session):
+    # Two well-separated populations, one with a long tail: BIC adds a component for the tail, which fails
+    # the test against one population; the two populations are kept.
+    r = np.random.default_rng(22)
+    x = np.concatenate([r.normal(0, 1, 700), r.normal(7, 1, 500), r.normal(0, 1, 120) + r.exponential(4, 120)])
+    res = call_tool(make_session(pd.DataFrame({"x": x})), "cluster", {"columns": ["x"], "method": "gmm", "k_max": 4})
+    assert res.ok, res.error
+    s = res.summary
+    if s["k_selection"].get("bic_choice"):
+        assert s["k_selection"]["bic_choice"] > s["n_groups"]
+        assert "largest number of components" in s["reason"]
+    assert s["verdict"] in ("groups", "overlapping") and s["n_groups"] == 2

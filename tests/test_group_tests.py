@@ -44,8 +44,8 @@ def test_one_skewed_or_heavy_tailed_population_is_not_split(draw):
     x = {"gamma": lambda: r.gamma(3.0, size=3000), "lognormal": lambda: r.lognormal(0, 0.6, size=3000),
          "student_t": lambda: r.standard_t(3, size=3000)}[draw]()
     X = x[:, None]
-    labels, _ = mixture_labels(X)
-    sep = gt.separation_test(X, labels, np.random.default_rng(4))
+    labels, model = mixture_labels(X)
+    sep = gt.separation_test(X, labels, np.random.default_rng(4), model=model)  # as the cluster tool calls it
     boot = gt.bootstrap_lr_test(gt.power_transformed(X), 2, np.random.default_rng(5))
     separated, p, _ = gt.decide(sep, boot)
     assert not separated and p > 0.01
@@ -131,3 +131,18 @@ def test_each_clump_has_its_own_labels(make_session):
     res = call_tool(make_session(pd.DataFrame({"x": x, "y": y, "z": x + r.normal(size=n)})), "subspace", {})
     labels = [f["labels"] for f in res.findings]
     assert len(labels) == len(set(labels))
+
+
+@pytest.mark.parametrize("draw", ["gamma", "lognormal"])
+def test_ashman_d_comes_from_the_components_not_the_halves(draw):
+    # Any population cut in two leaves halves ~2.5 sd apart; the fitted components of one skewed population
+    # overlap (D < 2), those of two populations do not.
+    r = np.random.default_rng(12)
+    x = {"gamma": lambda: r.gamma(2.0, size=1500), "lognormal": lambda: r.lognormal(0, 0.6, size=1500)}[draw]()
+    X = ((x - x.mean()) / x.std())[:, None]
+    labels, model = mixture_labels(X)
+    assert gt.separation_test(X, labels, np.random.default_rng(1))["min_ashman_d"] > 2
+    assert gt.separation_test(X, labels, np.random.default_rng(1), model=model)["min_ashman_d"] < 2
+    Y, _ = two_populations(3.0, n=1500, seed=13)
+    labels, model = mixture_labels(Y)
+    assert gt.separation_test(Y, labels, np.random.default_rng(1), model=model)["min_ashman_d"] > 2

@@ -80,3 +80,9 @@ def test_bare_letters_are_not_angles_without_their_partner():
 def test_amplitude_spelt_like_ra_is_not_an_angle():
     assert column_kind("rA", None, np.array([0.3, 0.8, 1.1]), ["ra", "dec", "rA"]) is None
     assert column_kind("ra", None, np.array([250.1, 250.3]), ["ra", "dec"]) == "angle"
+
+
+def test_declination_near_the_equator_is_an_angle_beside_ra():
+    near_equator = np.array([-0.59, 0.03, 1.1, -1.2])
+    assert column_kind("dec", None, near_equator, ["ra", "dec", "redshift"]) == "angle"
+    assert column_kind("rA", None, np.array([0.3, 0.5]), ["rA", "gA"]) is None

@@ -41,6 +41,11 @@ ASSIGN_CHUNK = 200_000
 MAX_PLOT_POINTS = 20_000
 MAX_GROUPS_SHOWN = 10
 MAX_COINCIDENCE_SHOWN = 3
+STEP_DOWN_ROWS = 5000
+"""Rows on which mixtures with fewer components than BIC's choice are screened."""
+REDUNDANT_R2 = 0.9999
+"""A column this well predicted by a linear combination of the columns before it (a colour u − r beside
+u − g and g − r, a total beside its parts) adds no information and makes a mixture's covariance singular."""
 
 
 @dataclass
@@ -102,6 +107,14 @@ def build_space(session, columns, space: str, embedding: str | None, scaling: st
     notes = []
     if m.dropped_columns:
         notes.append("left out: " + "; ".join(f"{c} ({why})" for c, why in list(m.dropped_columns.items())[:10]))
+    redundant = redundant_columns(m.X)
+    if redundant and len(redundant) < m.X.shape[1]:
+        keep = [j for j in range(m.X.shape[1]) if j not in set(redundant)]
+        notes.append("left out as linear combinations of the other columns (R² ≥ "
+                     f"{REDUNDANT_R2}; they add nothing and make covariances singular): "
+                     + ", ".join(m.columns[j] for j in redundant[:10]))
+        m.X = np.ascontiguousarray(m.X[:, keep])
+        m.columns = [m.columns[j] for j in keep]
     values = raw_values(session, m.columns, m.rows)
     if missing == "drop" and m.n_dropped_rows:
         notes.append(f"{count(m.n_dropped_rows, 'row')} with missing values left out (label -1)")
@@ -116,6 +129,33 @@ def build_space(session, columns, space: str, embedding: str | None, scaling: st
     return Space(pc.scores(m.X, n), m.rows, [f"PC{i + 1}" for i in range(n)],
                  f"{count(n, 'principal component')} of {count(len(m.columns), 'feature')} ({scaling} scaling)",
                  list(m.columns), values, notes)
+
+
+def redundant_columns(X: np.ndarray, max_rows: int = 20_000) -> list[int]:
+    """Indices of columns that are (near-)exact linear combinations of the columns before them.
+
+    Each column in turn is regressed on the ones kept so far (least squares with an intercept, on at most
+    ``max_rows`` evenly spaced rows); it is redundant when R² ≥ :data:`REDUNDANT_R2`.
+    """
+    if X.shape[1] < 2:
+        return []
+    S = X[:: max(1, len(X) // max_rows)]
+    S = S - S.mean(axis=0)
+    kept: list[int] = [0]
+    out = []
+    for j in range(1, S.shape[1]):
+        y = S[:, j]
+        total = float(y @ y)
+        if total <= 0:
+            continue
+        A = S[:, kept]
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        resid = y - A @ coef
+        if 1.0 - float(resid @ resid) / total >= REDUNDANT_R2:
+            out.append(j)
+        else:
+            kept.append(j)
+    return out
 
 
 def assign_all(grouping: cm.Grouping, Z: np.ndarray, fit_idx: np.ndarray) -> np.ndarray:
@@ -323,19 +363,22 @@ def cluster(session, columns: list[str] | None = None,
                 auto_reason = (f"the {grouping.n_groups} components preferred by BIC overlap too much to be "
                                "distinct groups, so k-means with the silhouette criterion was used")
                 grouping, chosen, stability, check = alternative, "kmeans", alt_stability, alt_check
+        verdict, reason, separation, bootstrap, overlap = decide_grouping(session, grouping, chosen, Zf, stability,
+                                                                          check)
+        tried: list[list] = []
+        if verdict in ("weak", "no_structure", "unstable") and chosen == "gmm" and k is None \
+                and grouping.n_groups > 2 and grouping.model is not None:
+            fewer = fewer_components(session, grouping, Zf, assess, tried, lowest=max(2, k_min))
+            if fewer is not None:
+                bic_k, why = grouping.n_groups, ("unstable under resampling" if verdict == "unstable" else
+                                                 "not supported against one population")
+                grouping, stability, check, (verdict, reason, separation, bootstrap, overlap) = fewer
+                reason = (f"BIC prefers {bic_k} mixture components, but they are {why} (extra components model "
+                          f"the tails or curvature of a population); the largest number of components that is "
+                          f"supported is {grouping.n_groups}: " + reason)
         n_groups = grouping.n_groups
         observed = check["silhouette"] if check else None
         null = check["null_silhouette"] if check else None
-        verdict, reason = judge(grouping, chosen, stability, check, session.thresholds.min_stability)
-        separation, bootstrap, overlap = population_tests(session, grouping, Zf, verdict, stability)
-        if separation is not None and verdict in ("weak", "no_structure") and separation["separated"] \
-                and stability is not None and stability >= session.thresholds.min_stability:
-            verdict = "overlapping"
-            reason = (f"{n_groups} overlapping populations: they do not separate better than featureless data "
-                      f"(silhouette {_fmt(observed)} vs {_fmt(null)}), but each is separated from its nearest neighbour "
-                      f"({separation['decided_by']}, p = {separation['p_value']:.2g}), with overlap "
-                      + (f"{overlap:.0%}" if overlap is not None else "unmeasured")
-                      + f" and stability {stability:.2f}")
 
     labels_name = None
     profiles: list[dict] = []
@@ -367,7 +410,7 @@ def cluster(session, columns: list[str] | None = None,
                          "strong": c["strong"]} for c in coincidence[:MAX_COINCIDENCE_SHOWN]],
         "labels": labels_name, "notes": sp.notes,
     }
-    tests = [[f"cluster:coincidence:{c['column']}", c["p_value"]] for c in coincidence]
+    tests = [[f"cluster:coincidence:{c['column']}", c["p_value"]] for c in coincidence] + tried
     if separation is not None:
         tests.append(["cluster:separation", separation["p_value"]])
     findings = []
@@ -387,6 +430,71 @@ def cluster(session, columns: list[str] | None = None,
                       artifacts=[labels_name] if labels_name else [], findings=findings, tests=tests)
 
 
+def decide_grouping(session, grouping: cm.Grouping, chosen: str, Zf: np.ndarray, stability: float | None,
+                    check: dict | None) -> tuple[str, str, dict | None, dict | None, float | None]:
+    """The verdict on a grouping (see :func:`judge`), upgraded to 'overlapping' when it is stable and the tests
+    against one population separate every group from its nearest neighbour; with those tests' results."""
+    verdict, reason = judge(grouping, chosen, stability, check, session.thresholds.min_stability)
+    separation, bootstrap, overlap = population_tests(session, grouping, Zf, verdict, stability)
+    if separation is not None and verdict in ("weak", "no_structure") and separation["separated"] \
+            and stability is not None and stability >= session.thresholds.min_stability:
+        observed = check["silhouette"] if check else None
+        null = check["null_silhouette"] if check else None
+        verdict = "overlapping"
+        reason = (f"{grouping.n_groups} overlapping populations: they do not separate better than featureless "
+                  f"data (silhouette {_fmt(observed)} vs {_fmt(null)}), but each is separated from its nearest "
+                  f"neighbour ({separation['decided_by']}, p = {separation['p_value']:.2g}), with overlap "
+                  + (f"{overlap:.0%}" if overlap is not None else "unmeasured")
+                  + f" and stability {stability:.2f}")
+    return verdict, reason, separation, bootstrap, overlap
+
+
+def fewer_components(session, grouping: cm.Grouping, Zf: np.ndarray, assess, tried: list[list], lowest: int = 2):
+    """The mixture with the most components, fewer than BIC's choice, that passes the checks.
+
+    BIC keeps adding Gaussian components to model a population's skewness, tails or curvature, so a
+    BIC choice that fails the test against one population may hide fewer real populations. Mixtures with
+    k−1, k−2, … 2 components are tried in turn (a cheap dip / Ashman's D screen first, then stability and
+    the full tests); the first that is supported ('groups' or 'overlapping') is kept. The separation p-value
+    of every mixture tested is appended to ``tried`` for the run-wide FDR.
+
+    Returns:
+        ``(grouping, stability, check, (verdict, reason, separation, bootstrap, overlap))`` or None.
+    """
+    cov = grouping.selection.get("covariance_type", "full")
+    min_stability = session.thresholds.min_stability
+    rng = session.rng(33)
+    # The screen fits each k on a sample (the dip test reads at most a few thousand rows anyway); only a
+    # k that passes it is refitted on all fitted rows and tested in full.
+    sub = Zf if len(Zf) <= STEP_DOWN_ROWS else Zf[np.sort(rng.choice(len(Zf), STEP_DOWN_ROWS, replace=False))]
+    for kk in range(grouping.n_groups - 1, lowest - 1, -1):
+        trial = cm.select_gmm(sub, [kk], int(session.seed), cov)
+        if trial.n_groups < 2:
+            continue
+        screen = gt.separation_test(sub, trial.labels, session.rng(31), model=trial.model)
+        if screen is None:
+            continue
+        bootable = (screen["min_ashman_d"] >= gt.MIN_ASHMAN_D
+                    and kk * Zf.shape[1] <= gt.BOOTSTRAP_MAX_PARAMETERS)
+        if not screen["separated"] and not bootable:
+            tried.append([f"cluster:separation:k={kk}", screen["p_value"]])
+            continue
+        candidate = trial if sub is Zf else cm.select_gmm(Zf, [kk], int(session.seed), cov)
+        if candidate.n_groups < 2:
+            continue
+        stability, check = assess(candidate)
+        decision = decide_grouping(session, candidate, "gmm", Zf, stability, check)
+        if decision[0] in ("groups", "overlapping") and stability is not None and stability >= min_stability:
+            candidate.selection.update({k: v for k, v in grouping.selection.items() if k in ("criterion", "scores")})
+            candidate.selection.update({"chosen": kk, "bic_choice": grouping.n_groups,
+                                        "note": "the largest k below BIC's choice that passes the test against "
+                                                "one population"})
+            return candidate, stability, check, decision
+        if decision[2] is not None and decision[2].get("p_value") is not None:
+            tried.append([f"cluster:separation:k={kk}", decision[2]["p_value"]])
+    return None
+
+
 def population_tests(session, grouping: cm.Grouping, Zf: np.ndarray, verdict: str,
                      stability: float | None) -> tuple[dict | None, dict | None, float | None]:
     """The tests of a grouping against one population (see :mod:`serendip.tools.group_tests`).
@@ -398,7 +506,7 @@ def population_tests(session, grouping: cm.Grouping, Zf: np.ndarray, verdict: st
     if grouping.n_groups < 2:
         return None, None, None
     rng = session.rng(31)
-    separation = gt.separation_test(Zf, grouping.labels, rng)
+    separation = gt.separation_test(Zf, grouping.labels, rng, model=grouping.model)
     overlap = gt.mixture_overlap(grouping.model, Zf) if grouping.model is not None else None
     bootstrap = None
     if (grouping.model is not None and verdict in ("weak", "no_structure") and separation is not None

@@ -151,6 +151,15 @@ HUGE_INTEGER = 1e15
 """Integers this large exceed what a float64 holds exactly (2^53 ≈ 9e15) or nearly: catalogue IDs."""
 
 
+def _has_sky_partner(flat: str, table_names: list[str] | None) -> bool:
+    """True for a Dec-like name with an RA-like column beside it (declinations near the equator are small;
+    right ascensions span 0-360, so a small 'ra' is more likely an amplitude)."""
+    if not flat.startswith("de"):
+        return False
+    names = {re.sub(r"[^0-9a-z]+", "_", str(t).lower()).strip("_") for t in (table_names or [])} - {flat}
+    return any(_ANGLE_NAMES.match(n) and n.startswith("ra") for n in names)
+
+
 def column_kind(name: str, unit: str | None, values: np.ndarray | None = None,
                 table_names: list[str] | None = None) -> str | None:
     """What a numeric column measures, when its name, unit or values say so (None = an ordinary quantity).
@@ -191,8 +200,11 @@ def column_kind(name: str, unit: str | None, values: np.ndarray | None = None,
             in_range = fin is not None and len(fin) and fin.min() >= -360 and fin.max() <= 360
             if partner not in names or not in_range:
                 return None
-        elif u not in _ANGLE_UNITS and fin is not None and len(fin) and float(np.median(np.abs(fin))) < 2.0:
-            return None  # 'rA' (an r-band amplitude) is spelt like RA; sky coordinates in degrees are larger
+        elif u not in _ANGLE_UNITS and fin is not None and len(fin) and float(np.median(np.abs(fin))) < 2.0 \
+                and not _has_sky_partner(flat, table_names):
+            # 'rA' (an r-band amplitude) is spelt like RA; sky coordinates in degrees are larger, except a
+            # declination near the equator, which has its right ascension beside it.
+            return None
         return "angle"
     if _TIME_NAMES.match(flat) or (u in _TIME_UNITS and re.search(r"time|epoch|date|mjd|jd", flat)):
         return "time"
