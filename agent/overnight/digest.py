@@ -57,8 +57,8 @@ def collect(out: Path, records: list[dict]) -> list[Candidate]:
         folder = out / "runs" / rec.get("folder", "")
         data = read_json(folder / "findings.json")
         for f in data.get("findings") or []:
-            if f.get("kind") not in RANKED_KINDS:
-                continue
+            if f.get("kind") not in RANKED_KINDS or f.get("member_of"):
+                continue  # a family's members are ranked once, through the family
             sig = signature(f, Path(rec.get("table", "")).name)
             cand = Candidate(sig, f, rec)
             if f.get("novelty") == "known":
@@ -93,7 +93,7 @@ def remember_night(out: Path, records: list[dict], memory: NightMemory) -> int:
     stored = 0
     for rec in records:
         folder = out / "runs" / rec.get("folder", "")
-        findings = [f for f in read_json(folder / "findings.json").get("findings") or [] if f.get("kind") in RANKED_KINDS]
+        findings = [f for f in read_json(folder / "findings.json").get("findings") or [] if f.get("kind") in RANKED_KINDS and not f.get("member_of")]
         if findings:
             stored += memory.remember(folder, rec, findings)
     return stored
