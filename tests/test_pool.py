@@ -115,3 +115,37 @@ def test_worker_count_comes_from_the_environment(monkeypatch):
         default_workers()
     monkeypatch.delenv(WORKERS_VARIABLE)
     assert 1 <= default_workers() <= 4
+
+
+def test_a_pinned_tool_runs_on_its_worker(tmp_path):
+    ran_on = []
+
+    class Recording(LocalRunner):
+        def call(self, name, arguments, result_id):
+            ran_on.append((name, threading.current_thread().name))
+            return super().call(name, arguments, result_id)
+
+    pool = WorkerPool(lambda i: Recording(None, tmp_path, seed=0, table=Table.from_dataframe(frame())), 2,
+                      pinned={"pca": 1})
+    with pool:
+        futures = [pool.submit("pca", {"columns": ["x", "y", "z"]}, f"R{i}") for i in (1, 2, 3)]
+        assert all(f.result().ok for f in futures)
+    assert [thread for _, thread in ran_on] == ["serendip-pool-1"] * 3
+
+
+@pytest.mark.slow
+def test_explore_with_two_sandbox_workers_writes_the_findings_of_one(tmp_path, monkeypatch):
+    from serendip.agent.explore import ExploreConfig, explore
+    from serendip.tools import synthetic
+
+    df, _ = synthetic.trends_table(n=300)
+    table = tmp_path / "t.csv"
+    df.to_csv(table, index=False)
+    outputs = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv(WORKERS_VARIABLE, workers)
+        outcome, out = explore(ExploreConfig(table=str(table), out=str(tmp_path / f"run{workers}")))
+        assert outcome.status == "completed"
+        outputs[workers] = (json.loads((out / "findings.json").read_text())["findings"],
+                            (out / "rows.csv").read_text(), (out / "report.md").read_text())
+    assert outputs["1"][0] and outputs["1"][:2] == outputs["2"][:2]

@@ -5,7 +5,9 @@ A :class:`WorkerPool` has the interface of :class:`~serendip.tools.engine.sandbo
 which queues a call and returns a :class:`concurrent.futures.Future` at once. Each worker process has
 one thread in the parent that takes queued calls in order and runs them; the first worker starts before
 the run does, the others start in the background (each parses the table itself) and take calls once
-they are ready.
+they are ready. A tool can be pinned to one worker: an ``explore`` run sends UMAP to the last worker,
+the only one that warms UMAP's numba code up (see :mod:`~serendip.tools.engine.numba_cache`), so two
+processes never compile it at once on a cold cache.
 
 All workers of a run share its workspace. A worker reads the derived columns and artifacts the others
 wrote before each call (:meth:`Session.refresh <serendip.tools.engine.session.Session.refresh>`), and
@@ -19,7 +21,6 @@ run with one worker.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from concurrent.futures import Future
 from typing import Callable
@@ -59,13 +60,19 @@ class WorkerPool:
         make_worker: ``index -> WorkerRunner`` (not started); every worker must work on the same table,
             run folder and seed.
         n_workers: Worker processes (1: every call runs on one worker, in submission order).
+        pinned: Tool name -> index of the worker that runs it (e.g. UMAP on the worker that warmed it up);
+            other calls go to the first free worker.
     """
 
-    def __init__(self, make_worker: Callable[[int], object], n_workers: int = 1) -> None:
+    def __init__(self, make_worker: Callable[[int], object], n_workers: int = 1,
+                 pinned: dict[str, int] | None = None) -> None:
         if n_workers < 1:
             raise ValueError(f"n_workers must be at least 1; got {n_workers!r}")
         self.workers = [make_worker(i) for i in range(n_workers)]
-        self._jobs: queue.Queue = queue.Queue()
+        self.pinned = {name: index for name, index in (pinned or {}).items() if 0 <= index < n_workers}
+        self._jobs: list[tuple] = []
+        self._ready = threading.Condition()
+        self._dead: set[int] = set()
         self._threads: list[threading.Thread] = []
         self._deadline: float | None = None
         self._closed = False
@@ -76,26 +83,40 @@ class WorkerPool:
         if self._threads:
             return self
         self.workers[0].start()
-        for index, worker in enumerate(self.workers):
-            thread = threading.Thread(target=self._serve, args=(worker, index > 0), daemon=True,
-                                      name=f"serendip-pool-{index}")
+        for index in range(len(self.workers)):
+            thread = threading.Thread(target=self._serve, args=(index,), daemon=True, name=f"serendip-pool-{index}")
             thread.start()
             self._threads.append(thread)
         return self
 
-    def _serve(self, worker, needs_start: bool) -> None:
-        """Take queued calls and run them on ``worker`` until the pool closes."""
-        if needs_start:
+    def _take(self, index: int) -> tuple | None:
+        """The next job for worker ``index`` (None when the pool closes)."""
+        with self._ready:
+            while True:
+                if self._closed:
+                    return None
+                for position, job in enumerate(self._jobs):
+                    wanted = job[2]
+                    if wanted is None or wanted == index or wanted in self._dead:
+                        return self._jobs.pop(position)
+                self._ready.wait()
+
+    def _serve(self, index: int) -> None:
+        """Take queued calls and run them on worker ``index`` until the pool closes."""
+        worker = self.workers[index]
+        if index > 0:
             try:
                 worker.start()
             except Exception:  # noqa: BLE001  (a helper that cannot start leaves the calls to the others)
+                with self._ready:
+                    self._dead.add(index)
+                    self._ready.notify_all()
                 return
         while True:
-            job = self._jobs.get()
+            job = self._take(index)
             if job is None:
-                self._jobs.put(None)  # let the other threads see the end too
                 return
-            future, work = job
+            future, work, _ = job
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -105,21 +126,18 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker; calls still queued are cancelled."""
-        if self._closed:
-            return
-        self._closed = True
-        self._jobs.put(None)
+        with self._ready:
+            if self._closed:
+                return
+            self._closed = True
+            left, self._jobs = self._jobs, []
+            self._ready.notify_all()
+        for future, _, _ in left:  # a caller waiting on a call never taken must not wait forever
+            future.cancel()
         for thread in self._threads:
             thread.join(timeout=0.5)
         for worker in self.workers:
             worker.close()
-        while True:  # a call queued but not taken (all threads gone) must not leave its caller waiting
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                job[0].cancel()
 
     def __enter__(self) -> "WorkerPool":
         return self.start()
@@ -144,16 +162,22 @@ class WorkerPool:
         """Worker restarts so far, all workers together."""
         return sum(getattr(w, "restarts", 0) for w in self.workers)
 
-    def _queue(self, work: Callable[[object], object]) -> Future:
+    def _queue(self, work: Callable[[object], object], wanted: int | None = None) -> Future:
         if not self._threads:
             self.start()
         future: Future = Future()
-        self._jobs.put((future, work))
+        with self._ready:
+            if self._closed:
+                future.cancel()
+                return future
+            self._jobs.append((future, work, wanted))
+            self._ready.notify_all()
         return future
 
     def submit(self, name: str, arguments: dict | str | None, result_id: str) -> Future:
-        """Queue one call for the next free worker; the future holds its ToolResult (or raises ToolCrash)."""
-        return self._queue(lambda worker: worker.call(name, arguments, result_id))
+        """Queue one call for the next free worker (or its pinned one); the future holds its ToolResult (or
+        raises ToolCrash)."""
+        return self._queue(lambda worker: worker.call(name, arguments, result_id), self.pinned.get(name))
 
     def call(self, name: str, arguments: dict | str | None, result_id: str) -> ToolResult:
         """Run one call on the next free worker and wait for it."""
@@ -184,8 +208,10 @@ def tool_worker_pool(cfg, out, table_path, planned: bool) -> WorkerPool:
     n_workers = default_workers() if planned else 1
     threads = max(1, usable_cpus() // n_workers) if n_workers > 1 else None
 
+    embedder = n_workers - 1  # the last worker to start: it has the most time to warm UMAP up
+
     def make_worker(index: int) -> WorkerRunner:
         return WorkerRunner(str(table_path), out, seed=cfg.seed, limits=limits, thresholds=cfg.thresholds,
-                            warm_up=True, n_threads=threads)
+                            warm_up=index == embedder, n_threads=threads)
 
-    return WorkerPool(make_worker, n_workers)
+    return WorkerPool(make_worker, n_workers, pinned={"umap": embedder})
