@@ -171,8 +171,8 @@ def umap_embed(session, columns: list[str] | None = None, scaling: Literal["stan
     Use it to look for non-linear structure (branches, islands, sequences) that PCA and clustering in
     feature space miss; then cluster the map with cluster(space='umap', embedding=<this result's
     'embedding'>). Big tables are fitted on a seeded sample and the other rows placed with UMAP's
-    transform. Gaps and sizes in a UMAP map are distorted: confirm any group in feature space. Slow: the
-    first call in a session compiles numba code (~1 minute).
+    transform. Gaps and sizes in a UMAP map are distorted: confirm any group in feature space. Slow on first
+    use on a machine: numba compiles UMAP's code (~1 minute), then keeps it in an on-disk cache.
 
     Args:
         columns: Numeric columns to embed (default: all numeric columns).

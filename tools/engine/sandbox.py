@@ -348,6 +348,7 @@ class WorkerRunner:
         self._schemas: list[dict] = []
         self._info: dict = {}
         self._deaths_in_a_row = 0
+        self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -368,6 +369,7 @@ class WorkerRunner:
         """
         if self.is_alive():
             return self
+        self._closed = False
         self.workdir.mkdir(parents=True, exist_ok=True)
         ctx = multiprocessing.get_context("spawn")
         parent_conn, child_conn = ctx.Pipe(duplex=True)
@@ -423,6 +425,7 @@ class WorkerRunner:
 
     def close(self) -> None:
         """Stop the worker (politely, then by force) and release the pipe; safe to call twice."""
+        self._closed = True
         process, conn = self._process, self._conn
         if process is None:
             return
@@ -444,8 +447,15 @@ class WorkerRunner:
             _stop_worker(process, conn)
 
     def restart(self) -> None:
-        """Kill the worker and start a fresh one (the session state is restored from the workspace)."""
+        """Kill the worker and start a fresh one (the session state is restored from the workspace).
+
+        Raises:
+            ToolCrash: The runner was closed meanwhile (from another thread, as a pool does at the end of
+                a run): no new worker is started.
+        """
         self.kill()
+        if self._closed:
+            raise ToolCrash("The tool worker was closed while a call was running.")
         self.restarts += 1
         self.start()
 
