@@ -109,10 +109,11 @@ def test_explore_bench_measures_a_process_tree_and_keeps_its_section(tmp_path):
     rows = [{**row, "size": size.label, "n_rows": size.n_rows, "n_cols": size.n_cols, "array_mb": size.array_mb,
              "run": run, "findings": 3, "wall_s": wall} for run, wall in
             (("explore", 50.0), ("ydata-profiling minimal", 10.0), ("ydata-profiling full", 100.0))]
-    rows[0]["peak_mb"] = 5 * size.array_mb
+    rows[0]["peak_mb"], rows[0]["above_baseline_mb"] = 1000 + 5 * size.array_mb, 5 * size.array_mb
     section = render_section({"machine": {"date": "today", "commit": "abc", "cpu": "cpu", "cores": 2},
-                              "profiler": "python", "rows": rows})
+                              "profiler": "python", "rows": rows, "baseline": {"peak_mb": 1000.0}})
     assert "| 100k x 20 | explore | 50.0 | 5.00× | 0.50× |" in section and "MISS (memory > 4x array)" in section
+    assert "| 5.0 |" in section  # the rise over the baseline, in arrays
     out = tmp_path / "BENCH.md"
     out.write_text("# tools\n", encoding="utf-8")
     write_section(out, section)
