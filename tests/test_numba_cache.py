@@ -48,7 +48,8 @@ def test_warm_up_starts_once_per_process(monkeypatch):
     calls = []
     monkeypatch.setattr(numba_cache, "_warm_up_thread", None)
     monkeypatch.setattr(numba_cache, "warm_up", lambda n_rows, seed=0: calls.append(n_rows) or 0.0)
+    assert numba_cache.start_warm_up(numba_cache.WARM_UP_MIN_ROWS - 1) is None  # too small to be embedded
     first = numba_cache.start_warm_up(5000)
-    assert numba_cache.start_warm_up(10) is first
+    assert numba_cache.start_warm_up(300) is first
     first.join(timeout=5)
     assert calls == [5000] and numba_cache.warm_up_seconds == 0.0

@@ -33,6 +33,8 @@ UMAP_LOCK = threading.RLock()
 """Held by every UMAP fit/transform in this process (the warm-up included)."""
 CACHED_PACKAGES = ("umap", "pynndescent")
 WARM_UP_ROWS = 300
+WARM_UP_MIN_ROWS = 200
+"""Smaller tables get no warm-up: the autopilot embeds only tables of at least 200 rows (``UMAP_MIN_ROWS``)."""
 APPROXIMATE_FROM_ROWS = 4096
 """umap-learn uses exact nearest neighbours below this many rows and pynndescent from it on."""
 
@@ -144,9 +146,12 @@ def _warm_up_quietly(n_rows: int) -> None:
         print(f"numba warm-up of UMAP failed: {type(exc).__name__}: {exc}", flush=True)
 
 
-def start_warm_up(n_rows: int) -> threading.Thread:
-    """Run :func:`warm_up` in a daemon thread (once per process); returns the thread."""
+def start_warm_up(n_rows: int) -> threading.Thread | None:
+    """Run :func:`warm_up` in a daemon thread (once per process); returns the thread (None for a table of
+    fewer than :data:`WARM_UP_MIN_ROWS` rows, which is not embedded)."""
     global _warm_up_thread
+    if n_rows < WARM_UP_MIN_ROWS:
+        return None
     if _warm_up_thread is None:
         _warm_up_thread = threading.Thread(target=_warm_up_quietly, args=(n_rows,), name="umap-warm-up", daemon=True)
         _warm_up_thread.start()
