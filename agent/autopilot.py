@@ -55,6 +55,7 @@ class Autopilot:
         self.log_names: dict[str, str] = {}
         self.missing_fraction: dict[str, float] = {}
         self.missing = "drop"
+        self.ahead: list[Ahead] = []
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -64,14 +65,19 @@ class Autopilot:
 
     def call(self, tool: str, **arguments) -> ToolResult:
         """One planner step: check the limits, run the tool, log progress."""
+        return self.submit(tool, **arguments).result()
+
+    def submit(self, tool: str, **arguments) -> Ahead:
+        """A planner step whose result the plan does not read at once: it runs on a free tool worker while
+        the next steps start (see :mod:`~serendip.tools.engine.pool`); only for calls whose inputs exist
+        already. Results are recorded in step order, so the report is the same with one worker or several."""
         self.budget.check()
         self.budget.steps += 1
         args = {k: v for k, v in arguments.items() if v is not None}
         self.progress.step(f"{self.d.next_id()} {tool}")
-        result = self.d.call(tool, args, step=self.budget.steps)
-        status = "ok" if result.ok else f"error: {result.error}"
-        self.progress.done(f"{result.id} {tool} ({result.elapsed:.1f} s) {status[:120]}")
-        return result
+        ahead = Ahead(self.d.submit(tool, args, step=self.budget.steps), tool, self.progress, self.ahead)
+        self.ahead.append(ahead)
+        return ahead
 
     def note(self, text: str) -> None:
         """Something the planner understood or decided (shown in the report)."""
@@ -92,6 +98,8 @@ class Autopilot:
         except Stop as stop:
             self.outcome.status = stop.status
             self.outcome.reason = stop.reason
+        if self.ahead:  # record the steps still running
+            self.ahead[-1].result()
         self.outcome.steps = self.budget.steps
         return self.outcome
 
@@ -125,7 +133,7 @@ class Autopilot:
 
         focus = [self.log_names.get(c, c) for c in self.intent.focus if self.log_names.get(c, c) in columns]
         if len(focus) >= 2:
-            self.call("correlate", columns=focus)
+            self.submit("correlate", columns=focus)
         elif len(focus) == 1 and len(columns) >= 2:
             self.call("correlate", columns=columns, target=focus[0])
         if len(columns) >= 2:
@@ -135,9 +143,9 @@ class Autopilot:
         if groups and raw:
             self.note("Groups were looked for twice: first in the columns as measured, then after controlling "
                       "for systematics and dominant trends.")
-            self.call("cluster", columns=raw, method="gmm", missing=self.missing)
+            self.submit("cluster", columns=raw, method="gmm", missing=self.missing)
             if len(raw) >= 2:
-                self.call("cluster", columns=raw, method="kmeans", missing=self.missing)
+                self.submit("cluster", columns=raw, method="kmeans", missing=self.missing)
             self.search_subspaces(raw)
 
         working = continuous
@@ -358,12 +366,12 @@ class Autopilot:
             if res.ok and unrelated and len(informative) >= 2:
                 self.note(f"Columns that depend on no other column were left out of the second group search: "
                           f"{', '.join(unrelated[:15])}" + (" …" if len(unrelated) > 15 else "") + f" (evidence {res.id}).")
-                self.call("cluster", columns=informative, method="gmm", missing=self.missing)
+                self.submit("cluster", columns=informative, method="gmm", missing=self.missing)
         photometric = list(dict.fromkeys(self.photometric))
         if len(photometric) >= 2 and set(photometric) != set(columns):
-            self.call("cluster", columns=photometric, method="gmm", missing=self.missing)
+            self.submit("cluster", columns=photometric, method="gmm", missing=self.missing)
         if self.long_colour:
-            self.call("cluster", columns=[self.long_colour], method="gmm", k_max=4, missing=self.missing)
+            self.submit("cluster", columns=[self.long_colour], method="gmm", k_max=4, missing=self.missing)
 
     def log_transform(self, columns: list[str]) -> list[str]:
         """Replace positive heavy-tailed columns by their log10 (the transform tool decides which)."""
@@ -429,20 +437,52 @@ class Autopilot:
     def look_again_for_groups(self, columns: list[str], changed: bool) -> None:
         """Groups after the controls: a mixture on the controlled columns, and a UMAP map for larger tables."""
         if changed:
-            self.call("cluster", columns=columns, method="gmm", missing=self.missing)
+            self.submit("cluster", columns=columns, method="gmm", missing=self.missing)
         if self.n_rows >= UMAP_MIN_ROWS and len(columns) >= 3:
             emb = self.call("umap", columns=columns)
             name = embedding_name(emb)
             if emb.ok and name:
-                self.call("cluster", columns=columns, method="hdbscan", space="umap", embedding=name)
+                self.submit("cluster", columns=columns, method="hdbscan", space="umap", embedding=name)
 
     def find_outliers(self, columns: list[str], working: list[str]) -> None:
         """Global outliers, then rows off the strongest relations."""
-        self.call("outliers", columns=working, method="isolation_forest", missing=self.missing)
+        self.submit("outliers", columns=working, method="isolation_forest", missing=self.missing)
         if self.n_rows <= 5000 and 2 <= len(working) <= 20:
-            self.call("outliers", columns=working, method="mahalanobis", missing=self.missing)
+            self.submit("outliers", columns=working, method="mahalanobis", missing=self.missing)
         if len(columns) >= 2:
-            self.call("outliers", columns=columns, method="off_relation")
+            self.submit("outliers", columns=columns, method="off_relation")
+
+
+class Ahead:
+    """A submitted planner step: ``result()`` waits for it and records it; progress lines come in step order.
+
+    Args:
+        pending: The dispatcher's handle of the call.
+        tool: The tool's name.
+        progress: Progress display.
+        steps: Every step of the plan so far, this one last (shared).
+    """
+
+    def __init__(self, pending, tool: str, progress, steps: list["Ahead"]) -> None:
+        self.pending = pending
+        self.tool = tool
+        self.progress = progress
+        self.steps = steps
+        self.logged = False
+
+    def result(self) -> ToolResult:
+        """The step's result (waiting for it and for every step before it)."""
+        result = self.pending.result()
+        for step in self.steps:
+            if step.logged:
+                continue
+            if not step.pending.recorded:
+                break
+            step.logged = True
+            res = step.pending.value
+            status = "ok" if res.ok else f"error: {res.error}"
+            self.progress.done(f"{res.id} {step.tool} ({res.elapsed:.1f} s) {status[:120]}")
+        return result
 
 
 # ---------------------------------------------------------------------- reading tool summaries

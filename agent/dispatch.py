@@ -1,6 +1,14 @@
-"""Dispatching tool calls for a run: ids, the sandbox, the transcript, the ledger, and replay on resume."""
+"""Dispatching tool calls for a run: ids, the sandbox, the transcript, the ledger, and replay on resume.
+
+Calls can be submitted ahead (:meth:`Dispatcher.submit`) to run at the same time on a
+:class:`~serendip.tools.engine.pool.WorkerPool`; their ids are given in submission order and their results
+enter the transcript and the ledger in that order, whichever finishes first, so a run with several
+workers writes the same transcript and report as a run with one.
+"""
 
 from __future__ import annotations
+
+from concurrent.futures import Future
 
 from serendip.agent.ledger import Ledger
 from serendip.agent.transcript import Transcript
@@ -33,6 +41,7 @@ class Dispatcher:
         self.last_step = 0
         self.replayed = 0
         self.candidate_ids: dict[str, list[str]] = {}
+        self._pending: list[Pending] = []
 
     def next_id(self) -> str:
         """The id the next result will get."""
@@ -61,17 +70,78 @@ class Dispatcher:
 
     def call(self, name: str, arguments: dict | str | None, step: int) -> ToolResult:
         """Run (or replay) one call and record it; returns the result with its candidates registered."""
+        return self.submit(name, arguments, step).result()
+
+    def submit(self, name: str, arguments: dict | str | None, step: int) -> "Pending":
+        """Give the call the next id and start it (on a free worker when the runner is a pool; at once
+        otherwise); the returned handle's ``result()`` waits for it and for every call submitted before it,
+        and records them in submission order.
+
+        Submit ahead only calls whose inputs exist already: a call must not need a derived column or an
+        artifact that a call still pending makes.
+        """
         self.last_step = max(self.last_step, int(step))
         rid = self.next_id()
         stored = self.stored.get(rid)
         replayed = stored is not None and self._same_call(stored, name, arguments)
         if replayed:
-            result = stored
+            future = _done(stored)
             self.replayed += 1
         else:
             self.stored = {}  # the run diverged from the stored attempt: recompute from here on
-            result = self._refuse_oversized(name, arguments, rid) or self.runner.call(name, arguments, rid)
+            refusal = self._refuse_oversized(name, arguments, rid)
+            future = _done(refusal) if refusal is not None else self._start(name, arguments, rid)
         self.count += 1
-        self.transcript.log_result(result, step, replayed=replayed)
-        self.candidate_ids[rid] = self.ledger.add_result(result)
-        return result
+        pending = Pending(self, rid, int(step), replayed, future)
+        self._pending.append(pending)
+        return pending
+
+    def _start(self, name: str, arguments, rid: str) -> Future:
+        submit = getattr(self.runner, "submit", None)
+        if submit is not None:
+            return submit(name, arguments, rid)
+        future: Future = Future()
+        try:
+            future.set_result(self.runner.call(name, arguments, rid))
+        except BaseException as exc:  # noqa: BLE001  (re-raised by Pending.result, in order)
+            future.set_exception(exc)
+        return future
+
+    def flush(self) -> None:
+        """Wait for every submitted call and record them in order."""
+        if self._pending:
+            self._pending[-1].result()
+
+    def _record_through(self, target: "Pending") -> None:
+        while self._pending and not target.recorded:
+            pending = self._pending[0]
+            result = pending.future.result()  # a ToolCrash is raised here, in id order
+            self._pending.pop(0)
+            pending.recorded, pending.value = True, result
+            self.transcript.log_result(result, pending.step, replayed=pending.replayed)
+            self.candidate_ids[pending.rid] = self.ledger.add_result(result)
+
+
+class Pending:
+    """A submitted call: ``result()`` waits for it and records it (and those submitted before it)."""
+
+    def __init__(self, dispatcher: Dispatcher, rid: str, step: int, replayed: bool, future: Future) -> None:
+        self.dispatcher = dispatcher
+        self.rid = rid
+        self.step = step
+        self.replayed = replayed
+        self.future = future
+        self.recorded = False
+        self.value: ToolResult | None = None
+
+    def result(self) -> ToolResult:
+        """The call's result, once it and every earlier call are recorded."""
+        if not self.recorded:
+            self.dispatcher._record_through(self)
+        return self.value
+
+
+def _done(result: ToolResult) -> Future:
+    future: Future = Future()
+    future.set_result(result)
+    return future

@@ -125,10 +125,9 @@ def make_runner(cfg: ExploreConfig, out: Path, table_path: Path):
         from serendip.tools.engine.local_runner import LocalRunner
 
         return LocalRunner(str(table_path), out, seed=cfg.seed, thresholds=cfg.thresholds)
-    from serendip.tools.engine.sandbox import SandboxLimits, WorkerRunner
+    from serendip.tools.engine.pool import tool_worker_pool
 
-    limits = SandboxLimits(time_limit_s=cfg.tool_time_limit, memory_limit_mb=cfg.memory_limit_mb)
-    return WorkerRunner(str(table_path), out, seed=cfg.seed, limits=limits, thresholds=cfg.thresholds)
+    return tool_worker_pool(cfg, out, table_path, planned=choose_planner(cfg) in ("autopilot", "hybrid"))
 
 
 def load_resume(out: Path) -> dict:

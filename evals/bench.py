@@ -26,7 +26,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from serendip.evals.bench_explore import SECTION_END, SECTION_START, render_section, run_explore_bench, write_section
+
 DEFAULT_SIZES = "100k x 20,1M x 20,10k x 500"
+EXPLORE_SIZES = "100k x 20,1M x 20"
 DEFAULT_OUT = "evals/BENCH.md"
 TARGET_SIZE = (1_000_000, 20)
 TARGET_SECONDS = {"describe": 5.0, "correlate": 15.0, "pca": 5.0, "umap": 180.0, "umap_embed": 180.0,
@@ -607,11 +610,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per (tool, size)")
     parser.add_argument("--sandbox", action="store_true",
                         help="also call every tool in turn in one sandbox worker per size (default limits)")
+    parser.add_argument("--explore", action="store_true",
+                        help=f"instead: time full autopilot explorations (default sizes {EXPLORE_SIZES!r}) against "
+                             "ydata-profiling on the same file; writes its section of --out")
+    parser.add_argument("--cold", action="store_true", help="with --explore: also run once with an empty numba cache")
+    parser.add_argument("--profiler-python", default=None, metavar="PYTHON",
+                        help="with --explore: a Python that has ydata-profiling (default: this one, if it does)")
     args = parser.parse_args(argv)
     try:
-        sizes = parse_sizes(args.sizes)
+        sizes = parse_sizes(EXPLORE_SIZES if args.explore and args.sizes == DEFAULT_SIZES else args.sizes)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.explore:
+        return explore_main(args, sizes)
     registry = load_builtin_tools()
     tools = [t.strip() for t in args.tools.split(",") if t.strip()] or sorted(registry)
     unknown = [t for t in tools if t not in registry]
@@ -621,7 +632,10 @@ def main(argv: list[str] | None = None) -> int:
                        sandbox=args.sandbox)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    previous = out.read_text(encoding="utf-8") if out.exists() else ""
     out.write_text(render_markdown(report), encoding="utf-8")
+    if SECTION_START in previous:  # keep the --explore section
+        write_section(out, previous[previous.index(SECTION_START):previous.index(SECTION_END)] + SECTION_END + "\n")
     if args.json == "-":
         print(json.dumps(report, indent=2))
     elif args.json:
@@ -629,6 +643,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out}", file=sys.stderr)
     failed = any("error" in r for r in report["results"]) or any(r["result"] != "ok" for r in report["sandbox"])
     return 1 if failed else 0
+
+
+def explore_main(args, sizes: list[Size]) -> int:
+    """``serendip bench --explore``: write the exploration section of ``--out``; 1 when an exploration failed."""
+    report = run_explore_bench(sizes, cold=args.cold, profiler_python=args.profiler_python,
+                               log=lambda text: print(text, file=sys.stderr, flush=True), timeout_s=args.timeout)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_section(out, render_section(report))
+    if args.json == "-":
+        print(json.dumps(report, indent=2))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+    return 1 if any(r["exit_code"] != 0 for r in report["rows"]) else 0
 
 
 if __name__ == "__main__":

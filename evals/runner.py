@@ -190,12 +190,13 @@ class EvalProgress:
 
 
 # ---------------------------------------------------------------------- running
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "SERENDIP_TOOL_WORKERS")
 
 
 @contextlib.contextmanager
 def thread_limits(n_jobs: int):
-    """Share the cores between parallel cases: each worker's BLAS/OpenMP/numba threads = cores // jobs.
+    """Share the cores between parallel cases: each worker's BLAS/OpenMP/numba threads, and each run's tool
+    workers (``SERENDIP_TOOL_WORKERS``), = cores // jobs.
 
     Without this every case's worker starts one thread per core, and two parallel cases on two cores ran
     4x slower than one case alone. Spawned workers inherit the environment set here; variables the

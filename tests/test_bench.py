@@ -91,3 +91,32 @@ def test_tiny_bench_end_to_end(tmp_path):
     assert [(r["tool"], r["result"]) for r in data["sandbox"]] == [
         ("(worker start)", "ok"), ("residualize", "ok"), ("select", "ok")]
     assert "## In the sandbox" in text and "| 2k x 5 | select |" in text
+
+
+# ---------------------------------------------------------------------- serendip bench --explore
+def test_explore_bench_measures_a_process_tree_and_keeps_its_section(tmp_path):
+    import sys
+
+    from serendip.evals.bench import Size
+    from serendip.evals.bench_explore import SECTION_START, measure, render_section, write_section
+
+    child = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import time; b = bytearray(120_000_000); time.sleep(0.6)'])"
+    row = measure([sys.executable, "-c", child])
+    assert row["exit_code"] == 0 and row["wall_s"] >= 0.6
+    assert row["peak_mb"] >= 110, row  # the grandchild's memory is counted
+
+    size = Size(100_000, 20, "100k x 20")
+    rows = [{**row, "size": size.label, "n_rows": size.n_rows, "n_cols": size.n_cols, "array_mb": size.array_mb,
+             "run": run, "findings": 3, "wall_s": wall} for run, wall in
+            (("explore", 50.0), ("ydata-profiling minimal", 10.0), ("ydata-profiling full", 100.0))]
+    rows[0]["peak_mb"], rows[0]["above_baseline_mb"] = 1000 + 5 * size.array_mb, 5 * size.array_mb
+    section = render_section({"machine": {"date": "today", "commit": "abc", "cpu": "cpu", "cores": 2},
+                              "profiler": "python", "rows": rows, "baseline": {"peak_mb": 1000.0}})
+    assert "| 100k x 20 | explore | 50.0 | 5.00× | 0.50× |" in section and "MISS (memory > 4x array)" in section
+    assert "| 5.0 |" in section  # the rise over the baseline, in arrays
+    out = tmp_path / "BENCH.md"
+    out.write_text("# tools\n", encoding="utf-8")
+    write_section(out, section)
+    write_section(out, section.replace("50.0", "40.0"))
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# tools\n") and text.count(SECTION_START) == 1 and "| 40.0 |" in text

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from typing import Annotated, Literal
 
-# numba (under umap) caches compiled code next to the package unless told otherwise; site-packages may be
-# read-only. Set before umap is first imported (it is imported lazily inside the tool: ~15 s).
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "serendip-numba-cache"))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from pydantic import Field  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+from pydantic import Field
 
-from serendip.tools.engine.mdtext import code  # noqa: E402
-from serendip.tools.pca import components_for_variance, count, incomplete_rows, principal_components  # noqa: E402
-from serendip.tools.plot import figure_context, plain_text, save_figure  # noqa: E402
-from serendip.tools.engine.registry import tool  # noqa: E402
-from serendip.tools.engine.result import ToolResult  # noqa: E402
+from serendip.tools.engine.mdtext import code
+from serendip.tools.engine.numba_cache import UMAP_LOCK, import_umap
+from serendip.tools.pca import components_for_variance, count, incomplete_rows, principal_components
+from serendip.tools.plot import figure_context, plain_text, save_figure
+from serendip.tools.engine.registry import tool
+from serendip.tools.engine.result import ToolResult
 
 MIN_ROWS = 10
 DRIVER_ROWS = 100_000
@@ -114,9 +109,9 @@ def _nanmedian(x: np.ndarray) -> float | None:
 
 def fit_umap(Z: np.ndarray, fit_idx: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
     """UMAP fitted on ``Z[fit_idx]``; the other rows are placed with ``transform`` (in chunks)."""
-    import umap  # Lazy: importing umap costs ~15 s (numba).
+    umap = import_umap()  # lazy (~15 s), with numba's on-disk cache switched on for umap's functions
 
-    with warnings.catch_warnings():
+    with UMAP_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed,
                           transform_seed=seed)
@@ -176,8 +171,8 @@ def umap_embed(session, columns: list[str] | None = None, scaling: Literal["stan
     Use it to look for non-linear structure (branches, islands, sequences) that PCA and clustering in
     feature space miss; then cluster the map with cluster(space='umap', embedding=<this result's
     'embedding'>). Big tables are fitted on a seeded sample and the other rows placed with UMAP's
-    transform. Gaps and sizes in a UMAP map are distorted: confirm any group in feature space. Slow: the
-    first call in a session compiles numba code (~1 minute).
+    transform. Gaps and sizes in a UMAP map are distorted: confirm any group in feature space. Slow on first
+    use on a machine: numba compiles UMAP's code (~1 minute), then keeps it in an on-disk cache.
 
     Args:
         columns: Numeric columns to embed (default: all numeric columns).

@@ -47,6 +47,7 @@ class LocalRunner:
         """Run one tool call."""
         if self.session is None:
             self.start()
+        self.session.refresh()  # like a sandbox worker: see what other runners of the run wrote
         return call_tool(self.session, name, arguments, result_id=result_id)
 
     def tool_schemas(self) -> list[dict]:

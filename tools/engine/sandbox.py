@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import importlib
-import importlib.util
 import json
 import multiprocessing
 import multiprocessing.util  # noqa: F401  (registered before our atexit hook, so ours runs first)
@@ -51,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from serendip.tools.engine.argsize import bounded_arguments
 from serendip.tools.engine.errors import TableLoadError
+from serendip.tools.engine.numba_cache import cache_dir, start_warm_up
 from serendip.tools.engine.result import ToolResult
 
 if TYPE_CHECKING:
@@ -210,6 +210,8 @@ def _worker_main(conn, parent_pid: int) -> None:
         os.chdir(session.workspace)
         schemas = [spec.openai_tool() for spec in REGISTRY.values()]
         conn.send(("ready", {"schemas": schemas, "info": table_overview(session.table)}))
+        if config.get("warm_up") and "umap" in REGISTRY:
+            start_warm_up(session.table.n_rows)  # compiles UMAP's numba code while the first calls run
     except BaseException as exc:  # noqa: BLE001  (the parent must hear why the worker cannot start)
         traceback.print_exc()
         kind = "memory" if _is_memory_error(exc) else "crash"
@@ -225,6 +227,8 @@ def _worker_main(conn, parent_pid: int) -> None:
         if command == "close":
             return
         try:
+            if command in ("info", "call"):
+                session.refresh()  # other workers of the run may have derived columns or saved artifacts
             if command == "info":
                 reply = ("ok", table_overview(session.table))
             elif command == "call":
@@ -240,6 +244,7 @@ def _worker_main(conn, parent_pid: int) -> None:
 
 
 # ====================================================================== parent side
+_ENVIRONMENT_LOCK = threading.Lock()
 _LIVE_WORKERS: dict[int, tuple] = {}
 """(process, connection) of every running worker, by id of the process object."""
 
@@ -266,23 +271,21 @@ def _stop_live_workers() -> None:
         _stop_worker(process, conn)
 
 
-def worker_environment() -> dict[str, str]:
+def worker_environment(n_threads: int | None = None) -> dict[str, str]:
     """Environment variables the worker needs set before numpy/numba are imported.
 
-    OpenMP and numba pools are sized to the CPUs this process may use and BLAS is single-threaded (see
-    :data:`SERIAL_VARIABLES`); values the user already set are kept.
+    OpenMP and numba pools are sized to ``n_threads`` (default: the CPUs this process may use) and BLAS
+    is single-threaded (see :data:`SERIAL_VARIABLES`); values the user already set are kept.
     """
     try:
         n_cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         n_cpus = os.cpu_count() or 1
+    n_cpus = max(1, int(n_threads)) if n_threads else n_cpus
     env = {var: str(n_cpus) for var in PARALLEL_VARIABLES if var not in os.environ}
     env.update({var: "1" for var in SERIAL_VARIABLES if var not in os.environ})
-    if "NUMBA_CACHE_DIR" not in os.environ:
-        spec = importlib.util.find_spec("umap")
-        if spec is not None and spec.origin and not os.access(Path(spec.origin).parent, os.W_OK):
-            cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "serendip" / "numba"
-            env["NUMBA_CACHE_DIR"] = str(cache)
+    if "NUMBA_CACHE_DIR" not in os.environ:  # one on-disk cache shared by every worker (see numba_cache)
+        env["NUMBA_CACHE_DIR"] = str(cache_dir())
     return env
 
 
@@ -311,13 +314,18 @@ class WorkerRunner:
         extra_tool_modules: Modules the worker imports at start to register more tools (tests).
         extra_sys_path: Directories prepended to the worker's ``sys.path`` (to find those modules).
         loader: A picklable (module-level) function ``path -> Table`` used instead of ``load_table``.
+        warm_up: Compile UMAP's numba code in a background thread of the worker as soon as it is ready
+            (see :mod:`~serendip.tools.engine.numba_cache`); for runs that will probably embed.
+        n_threads: OpenMP/numba threads of the worker (default: the usable CPUs; a pool of several
+            workers shares them out).
     """
 
     def __init__(self, table_path: str | None, workdir: str | Path, seed: int = 0,
                  limits: SandboxLimits = SandboxLimits(), thresholds: "Thresholds | None" = None,
                  table: "Table | None" = None, extra_tool_modules: list[str] | None = None,
                  extra_sys_path: list[str] | None = None,
-                 loader: Callable[[str], "Table"] | None = None) -> None:
+                 loader: Callable[[str], "Table"] | None = None, warm_up: bool = False,
+                 n_threads: int | None = None) -> None:
         if table is None and not table_path:
             raise ValueError("WorkerRunner needs a table_path or a table")
         self.table_path = str(Path(table_path).resolve()) if table_path and table is None else table_path
@@ -329,6 +337,8 @@ class WorkerRunner:
         self.extra_tool_modules = list(extra_tool_modules or [])
         self.extra_sys_path = [str(Path(p).resolve()) for p in (extra_sys_path or [])]
         self.loader = loader
+        self.warm_up = bool(warm_up)
+        self.n_threads = n_threads
         self.restarts = 0
         self.deadline: float | None = None
         """``time.monotonic()`` value by which every call must end (the run's time limit); None: no deadline."""
@@ -338,6 +348,7 @@ class WorkerRunner:
         self._schemas: list[dict] = []
         self._info: dict = {}
         self._deaths_in_a_row = 0
+        self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -358,23 +369,25 @@ class WorkerRunner:
         """
         if self.is_alive():
             return self
+        self._closed = False
         self.workdir.mkdir(parents=True, exist_ok=True)
         ctx = multiprocessing.get_context("spawn")
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         process = ctx.Process(target=_worker_main, args=(child_conn, os.getpid()),
                               name="serendip-worker", daemon=False)
-        saved = {}
-        for var, value in worker_environment().items():
-            saved[var] = os.environ.get(var)
-            os.environ[var] = value
-        try:
-            process.start()
-        finally:
-            for var, value in saved.items():
-                if value is None:
-                    os.environ.pop(var, None)
-                else:
-                    os.environ[var] = value
+        with _ENVIRONMENT_LOCK:  # the workers of a pool start from several threads
+            saved = {}
+            for var, value in worker_environment(self.n_threads).items():
+                saved[var] = os.environ.get(var)
+                os.environ[var] = value
+            try:
+                process.start()
+            finally:
+                for var, value in saved.items():
+                    if value is None:
+                        os.environ.pop(var, None)
+                    else:
+                        os.environ[var] = value
         child_conn.close()
         self._process, self._conn = process, parent_conn
         # Stop the worker when this runner is garbage-collected or the interpreter exits, even without close().
@@ -383,7 +396,8 @@ class WorkerRunner:
         self._stopper.atexit = False  # at exit _stop_live_workers runs, and before multiprocessing's hook
         config = {"workdir": str(self.workdir), "seed": self.seed, "thresholds": self.thresholds,
                   "memory_limit_mb": self.limits.memory_limit_mb, "table_path": self.table_path,
-                  "table": self.table, "loader": self.loader, "extra_tool_modules": self.extra_tool_modules}
+                  "table": self.table, "loader": self.loader, "extra_tool_modules": self.extra_tool_modules,
+                  "warm_up": self.warm_up}
         try:
             parent_conn.send(self.extra_sys_path)
             parent_conn.send(config)
@@ -411,6 +425,7 @@ class WorkerRunner:
 
     def close(self) -> None:
         """Stop the worker (politely, then by force) and release the pipe; safe to call twice."""
+        self._closed = True
         process, conn = self._process, self._conn
         if process is None:
             return
@@ -432,8 +447,15 @@ class WorkerRunner:
             _stop_worker(process, conn)
 
     def restart(self) -> None:
-        """Kill the worker and start a fresh one (the session state is restored from the workspace)."""
+        """Kill the worker and start a fresh one (the session state is restored from the workspace).
+
+        Raises:
+            ToolCrash: The runner was closed meanwhile (from another thread, as a pool does at the end of
+                a run): no new worker is started.
+        """
         self.kill()
+        if self._closed:
+            raise ToolCrash("The tool worker was closed while a call was running.")
         self.restarts += 1
         self.start()
 

@@ -346,38 +346,59 @@ class Session:
         self._append_state({"selection": self.selection_label})
 
     def _append_state(self, entry: dict) -> None:
-        with open(self.workspace / "state.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
+        state = self.workspace / "state.jsonl"
+        with open(state, "ab") as fh:
+            start = fh.tell()
+            fh.write((json.dumps(entry) + "\n").encode("utf-8"))
+            end = fh.tell()
+        if getattr(self, "_state_offset", 0) == start:  # nothing new from other workers before it: skip our own line
+            self._state_offset = end
 
     def restore(self) -> None:
         """Reload derived columns, the selection and the result counter after a worker restart."""
+        self._state_offset = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take in the state other workers of the run wrote since this session last looked: derived columns,
+        the selection, the result counter (from ``state.jsonl``, read from where it was left) and artifacts."""
         state = self.workspace / "state.jsonl"
-        if state.exists():
-            label = "all rows"
-            for line in state.read_text(encoding="utf-8").splitlines():
+        offset = getattr(self, "_state_offset", 0)
+        if state.exists() and state.stat().st_size > offset:
+            with open(state, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+            complete = data[:data.rfind(b"\n") + 1]  # a line still being written is read next time
+            self._state_offset = offset + len(complete)
+            selection_seen = False
+            for line in complete.decode("utf-8", errors="replace").splitlines():
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:  # a line torn by a killed worker
                     continue
-                path = self.workspace / "derived" / str(entry.get("file", ""))
-                if "derived" in entry and path.is_file():
-                    values = np.load(path, allow_pickle=False)
-                    if entry["derived"] not in self.table.info or self.table.info[entry["derived"]].derived:
-                        self.table.add_column(entry["derived"], values, ColumnInfo(
-                            name=entry["derived"], role="numeric", derived=True, description=entry["description"]))
-                        if isinstance(entry.get("provenance"), dict):
-                            self.provenance[entry["derived"]] = DerivedColumn.model_validate(entry["provenance"])
+                self._apply_state(entry)
                 if "selection" in entry:
-                    label = entry["selection"]
-                if "result_count" in entry:
-                    self.result_count = max(self.result_count, int(entry["result_count"]))
-            sel = self.workspace / "selection.npy"
-            if sel.exists():
-                self.selection = np.load(sel, allow_pickle=False)
-                self.selection_label = label
+                    selection_seen, self.selection_label = True, entry["selection"]
+            if selection_seen:
+                sel = self.workspace / "selection.npy"
+                self.selection = np.load(sel, allow_pickle=False) if sel.exists() else None
+                if self.selection is None:
+                    self.selection_label = "all rows"
         for path in sorted((self.workspace / "artifacts").glob("*.npy")):
             if path.stem not in self.artifact_names and ARTIFACT_NAME.match(path.stem):
                 self.artifact_names.append(path.stem)
+
+    def _apply_state(self, entry: dict) -> None:
+        path = self.workspace / "derived" / str(entry.get("file", ""))
+        if "derived" in entry and path.is_file():
+            values = np.load(path, allow_pickle=False)
+            if entry["derived"] not in self.table.info or self.table.info[entry["derived"]].derived:
+                self.table.add_column(entry["derived"], values, ColumnInfo(
+                    name=entry["derived"], role="numeric", derived=True, description=entry["description"]))
+                if isinstance(entry.get("provenance"), dict):
+                    self.provenance[entry["derived"]] = DerivedColumn.model_validate(entry["provenance"])
+        if "result_count" in entry:
+            self.result_count = max(self.result_count, int(entry["result_count"]))
 
     def next_result_id(self) -> str:
         """Give the next result id (R1, R2 ...), persisted so ids stay unique across restarts."""
