@@ -4,7 +4,6 @@ ranking and paging on wide tables, speed."""
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -150,17 +149,15 @@ def test_deterministic_and_json_safe(make_session):
 
 
 @pytest.mark.slow
-def test_one_million_rows_by_twenty_columns_is_fast(make_session):
+def test_many_rows_of_heavy_tailed_columns_get_log10(make_session):
+    # Time targets at 1M x 20 live in `serendip bench` (evals/BENCH.md), not here.
     r = np.random.default_rng(5)
-    X = r.lognormal(size=(1_000_000, 20))
+    X = r.lognormal(size=(200_000, 20))
     X[r.random(X.shape) < 0.02] = np.nan
     session = make_session(pd.DataFrame(X, columns=[f"c{j}" for j in range(20)]))
-    start = time.perf_counter()
     res = call_tool(session, "describe", {})
-    elapsed = time.perf_counter() - start
     assert res.ok, res.error
     assert all(e["transform"] == "log10" for e in res.summary["columns"])
-    assert elapsed < 10, f"describe took {elapsed:.1f} s on 1M x 20 (target 5 s; 2x margin for shared CI)"
 
 
 def test_details_hold_every_column_for_planners(make_session):

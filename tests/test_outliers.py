@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -311,16 +310,15 @@ def test_mahalanobis_needs_more_rows_than_columns(make_session):
 
 
 @pytest.mark.slow
-def test_one_million_rows_within_budget(tmp_path):
+def test_large_table_is_fitted_on_a_sample_and_scores_every_row(tmp_path):
+    # Time and memory targets at 1M x 20 live in `serendip bench` (evals/BENCH.md), not here.
     rng = np.random.default_rng(9)
-    n, p = 1_000_000, 20
+    n, p = 200_000, 20
     X = rng.normal(size=(n, p))
     X[:, 1] = 2 * X[:, 0] + 0.1 * X[:, 1]
     df = pd.DataFrame(X, columns=[f"c{i}" for i in range(p)])
     s = Session(Table(df=df, info={c: ColumnInfo(name=c) for c in df.columns}), tmp_path, seed=0)
     for args in [{"method": "isolation_forest"}, {"method": "mahalanobis"}, {"method": "off_relation"}]:
-        start = time.perf_counter()
         res = call_tool(s, "outliers", args)
         assert res.ok, res.error
-        assert time.perf_counter() - start <= 90, args
         assert res.summary["fraction"] < 0.01
