@@ -106,7 +106,12 @@ def is_loopback_url(base_url: str | None) -> bool:
     """True when ``base_url`` points at this machine (localhost, 127.0.0.0/8, ::1)."""
     if not base_url:
         return False
-    host = (urlparse(base_url).hostname or "").strip("[]").lower()
+    return is_loopback_host(urlparse(base_url).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1), brackets allowed."""
+    host = host.strip("[]").lower()
     if host == "localhost":
         return True
     try:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 import threading
 import time
 from urllib.parse import urlsplit
 
+from serendip.agent.tool_profiles import is_loopback_host
 from starlette.datastructures import Headers, MutableHeaders
 
 COOKIE_NAME = "serendip_auth"
@@ -37,15 +37,7 @@ PUBLIC_PREFIXES = ("/login", "/static/", "/favicon.ico")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+is_loopback = is_loopback_host  # one definition of "this machine" for the server and the model client
 
 
 def host_part(value: str | None) -> str:
