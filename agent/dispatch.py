@@ -103,8 +103,9 @@ class Dispatcher:
         future: Future = Future()
         try:
             future.set_result(self.runner.call(name, arguments, rid))
-        except BaseException as exc:  # noqa: BLE001  (re-raised by Pending.result, in order)
+        except Exception as exc:  # noqa: BLE001  (re-raised by Pending.result, in order)
             future.set_exception(exc)
+        # KeyboardInterrupt propagates from here: a stopped call is not a result and takes no id.
         return future
 
     def flush(self) -> None:
@@ -114,9 +115,8 @@ class Dispatcher:
 
     def _record_through(self, target: "Pending") -> None:
         while self._pending and not target.recorded:
-            pending = self._pending[0]
+            pending = self._pending.pop(0)  # popped first: a crashed call must not block the calls after it
             result = pending.future.result()  # a ToolCrash is raised here, in id order
-            self._pending.pop(0)
             pending.recorded, pending.value = True, result
             self.transcript.log_result(result, pending.step, replayed=pending.replayed)
             self.candidate_ids[pending.rid] = self.ledger.add_result(result)
