@@ -62,6 +62,13 @@ def table_file(table: Any, folder: str | Path, name: str = "table") -> Path:
             path = folder / f"{stem}.parquet"
             frame = table.copy()
             frame.columns = [str(c) for c in frame.columns]
+            for column in frame.columns[frame.dtypes == object]:
+                # Mixed cells (numbers beside limits such as '<2.0' or codes) cannot be one Parquet type: keep
+                # them as text, which the loader reads exactly as it reads a CSV cell.
+                values = frame[column]
+                if values.map(type).nunique(dropna=True) > 1:
+                    frame[column] = values.map(lambda v: v if v is None or (isinstance(v, float) and v != v)
+                                               else str(v))
             frame.to_parquet(path, index=False)
             return path
     except ImportError:  # pragma: no cover - pandas is a dependency

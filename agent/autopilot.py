@@ -64,18 +64,29 @@ class Autopilot:
         return self.budget.steps
 
     def call(self, tool: str, **arguments) -> ToolResult:
-        """One planner step: check the limits, run the tool, log progress."""
-        return self.submit(tool, **arguments).result()
+        """One planner step the plan waits for: it runs before the steps submitted ahead that have not
+        started, and its result comes back as soon as it is ready (steps before it are recorded later, in
+        order: the plan reads only the results it is given, never the ledger, so the report is the same)."""
+        return self._step(tool, arguments, urgent=True).value()
 
     def submit(self, tool: str, **arguments) -> Ahead:
         """A planner step whose result the plan does not read at once: it runs on a free tool worker while
         the next steps start (see :mod:`~serendip.tools.engine.pool`); only for calls whose inputs exist
         already. Results are recorded in step order, so the report is the same with one worker or several."""
+        return self._step(tool, arguments, urgent=False)
+
+    def flush(self) -> None:
+        """Wait for every step so far and record them (before reading the ledger)."""
+        if self.ahead:
+            self.ahead[-1].result()
+
+    def _step(self, tool: str, arguments: dict, urgent: bool) -> Ahead:
         self.budget.check()
         self.budget.steps += 1
         args = {k: v for k, v in arguments.items() if v is not None}
         self.progress.step(f"{self.d.next_id()} {tool}")
-        ahead = Ahead(self.d.submit(tool, args, step=self.budget.steps), tool, self.progress, self.ahead)
+        ahead = Ahead(self.d.submit(tool, args, step=self.budget.steps, urgent=urgent), tool, self.progress,
+                      self.ahead)
         self.ahead.append(ahead)
         return ahead
 
@@ -98,8 +109,7 @@ class Autopilot:
         except Stop as stop:
             self.outcome.status = stop.status
             self.outcome.reason = stop.reason
-        if self.ahead:  # record the steps still running
-            self.ahead[-1].result()
+        self.flush()  # record the steps still running
         self.outcome.steps = self.budget.steps
         return self.outcome
 
@@ -473,6 +483,16 @@ class Ahead:
     def result(self) -> ToolResult:
         """The step's result (waiting for it and for every step before it)."""
         result = self.pending.result()
+        self._log_recorded()
+        return result
+
+    def value(self) -> ToolResult:
+        """The step's result as soon as it is ready (earlier steps may still run; see Pending.own_result)."""
+        result = self.pending.own_result()
+        self._log_recorded()
+        return result
+
+    def _log_recorded(self) -> None:
         for step in self.steps:
             if step.logged:
                 continue
@@ -482,7 +502,6 @@ class Ahead:
             res = step.pending.value
             status = "ok" if res.ok else f"error: {res.error}"
             self.progress.done(f"{res.id} {step.tool} ({res.elapsed:.1f} s) {status[:120]}")
-        return result
 
 
 # ---------------------------------------------------------------------- reading tool summaries

@@ -40,7 +40,7 @@ SETTING_FLAGS = {
     "tool_time_limit": ("--tool-time-limit", float, "wall-clock limit of one tool call in seconds (default 600)"),
     "memory_limit_mb": ("--memory-limit", int, "memory cap of the tool worker in MB (default 8192)"),
     "request_timeout": ("--request-timeout", float, "seconds to wait for one model response (default 120; 600 on loopback)"),
-    "max_output_tokens": ("--max-output-tokens", int, "most tokens in one model reply (default: the server's; 1024 on loopback)"),
+    "max_output_tokens": ("--max-output-tokens", int, "most tokens in one model reply (default: the server's; 512 on loopback)"),
     "max_retries": ("--max-retries", int, "attempts per model call on provider faults (default 5; 2 on loopback)"),
     "planner": ("--planner", str, "with a model: llm (the model plans), hybrid (the autopilot's pass first, then "
                                   "the model follows up; falls back to the pass) or autopilot (default llm)"),

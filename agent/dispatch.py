@@ -72,13 +72,17 @@ class Dispatcher:
         """Run (or replay) one call and record it; returns the result with its candidates registered."""
         return self.submit(name, arguments, step).result()
 
-    def submit(self, name: str, arguments: dict | str | None, step: int) -> "Pending":
+    def submit(self, name: str, arguments: dict | str | None, step: int, urgent: bool = False) -> "Pending":
         """Give the call the next id and start it (on a free worker when the runner is a pool; at once
         otherwise); the returned handle's ``result()`` waits for it and for every call submitted before it,
         and records them in submission order.
 
         Submit ahead only calls whose inputs exist already: a call must not need a derived column or an
         artifact that a call still pending makes.
+
+        Args:
+            urgent: The caller waits for this call now: a pool runs it before the calls queued ahead of it
+                (ids, transcript and ledger keep the submission order).
         """
         self.last_step = max(self.last_step, int(step))
         rid = self.next_id()
@@ -90,16 +94,16 @@ class Dispatcher:
         else:
             self.stored = {}  # the run diverged from the stored attempt: recompute from here on
             refusal = self._refuse_oversized(name, arguments, rid)
-            future = _done(refusal) if refusal is not None else self._start(name, arguments, rid)
+            future = _done(refusal) if refusal is not None else self._start(name, arguments, rid, urgent)
         self.count += 1
         pending = Pending(self, rid, int(step), replayed, future)
         self._pending.append(pending)
         return pending
 
-    def _start(self, name: str, arguments, rid: str) -> Future:
+    def _start(self, name: str, arguments, rid: str, urgent: bool = False) -> Future:
         submit = getattr(self.runner, "submit", None)
         if submit is not None:
-            return submit(name, arguments, rid)
+            return submit(name, arguments, rid, urgent=urgent)
         future: Future = Future()
         try:
             future.set_result(self.runner.call(name, arguments, rid))
@@ -112,6 +116,11 @@ class Dispatcher:
         """Wait for every submitted call and record them in order."""
         if self._pending:
             self._pending[-1].result()
+
+    def _record_finished(self) -> None:
+        """Record the calls at the head of the queue that have finished (never waits)."""
+        while self._pending and self._pending[0].future.done():
+            self._record_through(self._pending[0])
 
     def _record_through(self, target: "Pending") -> None:
         while self._pending and not target.recorded:
@@ -139,6 +148,19 @@ class Pending:
         if not self.recorded:
             self.dispatcher._record_through(self)
         return self.value
+
+    def own_result(self) -> ToolResult:
+        """The call's result as soon as this call has finished, even while calls submitted before it still
+        run; those are recorded (in order) later. A failed call waits for the earlier ones, so crashes are
+        still raised in id order. For planners that read only the returned result, never the ledger."""
+        if self.recorded:
+            return self.value
+        try:
+            value = self.future.result()
+        except Exception:  # noqa: BLE001  (raised below, in id order)
+            return self.result()
+        self.dispatcher._record_finished()
+        return self.value if self.recorded else value
 
 
 def _done(result: ToolResult) -> Future:

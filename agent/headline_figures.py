@@ -68,6 +68,7 @@ def draw_headline_figures(pilot) -> None:
     a spent budget leaves the rest without one rather than ending the run early)."""
     from serendip.agent.report import report_findings
 
+    pilot.flush()  # the steps submitted ahead must be in the ledger before the headlines are chosen
     ledger = pilot.d.ledger
     findings = report_findings(ledger.final_findings(), ledger)
     requests = [r for r in (figure_request(f, findings) for f in top_level(findings)) if r]

@@ -42,7 +42,9 @@ FILE_ALIASES = {"timeout": "request_timeout"}
 FILE_SECTIONS = ("model", "limits", "thresholds")
 MASK = "********"
 LOCAL_REQUEST_TIMEOUT_S = 600.0
-LOCAL_MAX_OUTPUT_TOKENS = 1024
+LOCAL_MAX_OUTPUT_TOKENS = 512
+"""Small local models fall into repetition: with 1,024 a real 1.5B reply ran to the limit and cost 4 min of a CPU
+server (evals/RESULTS-local-llm.md); a tool call needs under 200 tokens and a closing summary fits in 512."""
 LOCAL_MAX_RETRIES = 2
 
 

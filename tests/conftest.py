@@ -9,6 +9,9 @@ from pathlib import Path
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="serendip-mpl-"))
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "serendip-numba-cache"))
 os.environ.setdefault("TTY_INTERACTIVE", "0")
+# pytest-xdist already keeps every core busy: a second tool worker per run would only add a process start and
+# a UMAP warm-up to each of the suite's many runs. tests/test_pool.py sets the variable for the pool's own tests.
+os.environ.setdefault("SERENDIP_TOOL_WORKERS", "1")
 # Runs started through the CLI remember findings: never in the user's own store during tests.
 os.environ["SERENDIP_MEMORY"] = tempfile.mkdtemp(prefix="serendip-memory-")
 for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SERENDIP_MODEL", "SERENDIP_BASE_URL"):

@@ -149,7 +149,7 @@ def test_compact_profile_on_loopback_and_its_size(tmp_path, fixture):
     first = server.requests[0]
     assert first["tool_choice"] == "required"
     # both fields: llama-server reads either, llama-cpp-python's server only max_tokens
-    assert first["max_completion_tokens"] == first["max_tokens"] == 1024
+    assert first["max_completion_tokens"] == first["max_tokens"] == 512
 
 
 @pytest.mark.parametrize("fixture", fixtures("text_calls"))

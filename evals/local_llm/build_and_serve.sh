@@ -79,8 +79,11 @@ do_serve() {
   [[ -x "$bin" ]] || { echo "error: $bin missing; run '$0 build' first" >&2; exit 2; }
   [[ -s "$GGUF" ]] || { echo "error: $GGUF missing; run '$0 model' first" >&2; exit 2; }
   if curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then log "serve: already up on $PORT"; return; fi
-  log "serve: starting llama-server on 127.0.0.1:$PORT (--jinja --no-repack, ctx $CTX, $THREADS threads)"
-  nohup nice -n 5 "$bin" -m "$GGUF" --host 127.0.0.1 --port "$PORT" --jinja --no-repack \
+  # llama.cpp's AMX repacked kernels crash with SIGILL on CPUs that advertise AMX; elsewhere repacking is safe.
+  local repack=()
+  grep -qw 'amx_tile\|amx_int8\|amx_bf16' /proc/cpuinfo 2>/dev/null && repack=(--no-repack)
+  log "serve: starting llama-server on 127.0.0.1:$PORT (--jinja ${repack[*]}, ctx $CTX, $THREADS threads)"
+  nohup nice -n 5 "$bin" -m "$GGUF" --host 127.0.0.1 --port "$PORT" --jinja "${repack[@]}" \
       -c "$CTX" -t "$THREADS" -np 1 --alias "$LLM_MODEL" > "$LLM_BUILD_DIR/server-$LLM_MODEL.log" 2>&1 &
   echo $! > "$LLM_BUILD_DIR/server.pid"
   local t0=$SECONDS

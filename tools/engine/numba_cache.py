@@ -130,10 +130,16 @@ def warm_up(n_rows: int, seed: int = 0) -> float:
         X = np.random.default_rng(seed).normal(size=(WARM_UP_ROWS, 4))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = umap.UMAP(n_components=2, n_neighbors=15, random_state=seed, transform_seed=seed, n_epochs=20,
-                              force_approximation_algorithm=n_rows >= APPROXIMATE_FROM_ROWS)
-            model.fit_transform(X)
-            model.transform(X[:20])
+            if n_rows < APPROXIMATE_FROM_ROWS:  # the umap tool's exact branch: precomputed distances, no transform
+                from scipy.spatial.distance import cdist
+
+                umap.UMAP(n_components=2, n_neighbors=15, random_state=seed, n_epochs=20,
+                          metric="precomputed").fit_transform(cdist(X, X))
+            else:
+                model = umap.UMAP(n_components=2, n_neighbors=15, random_state=seed, transform_seed=seed, n_epochs=20,
+                                  force_approximation_algorithm=True)
+                model.fit_transform(X)
+                model.transform(X[:20])
     return time.monotonic() - started
 
 

@@ -116,7 +116,7 @@ class WorkerPool:
             job = self._take(index)
             if job is None:
                 return
-            future, work, _ = job
+            future, work = job[0], job[1]
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -132,7 +132,7 @@ class WorkerPool:
             self._closed = True
             left, self._jobs = self._jobs, []
             self._ready.notify_all()
-        for future, _, _ in left:  # a caller waiting on a call never taken must not wait forever
+        for future, *_ in left:  # a caller waiting on a call never taken must not wait forever
             future.cancel()
         for thread in self._threads:
             thread.join(timeout=0.5)
@@ -162,7 +162,7 @@ class WorkerPool:
         """Worker restarts so far, all workers together."""
         return sum(getattr(w, "restarts", 0) for w in self.workers)
 
-    def _queue(self, work: Callable[[object], object], wanted: int | None = None) -> Future:
+    def _queue(self, work: Callable[[object], object], wanted: int | None = None, urgent: bool = False) -> Future:
         if not self._threads:
             self.start()
         future: Future = Future()
@@ -170,14 +170,23 @@ class WorkerPool:
             if self._closed:
                 future.cancel()
                 return future
-            self._jobs.append((future, work, wanted))
+            job = (future, work, wanted, urgent)
+            if urgent:  # after the other urgent jobs, before every job queued ahead
+                position = next((i for i, queued in enumerate(self._jobs) if not queued[3]), len(self._jobs))
+                self._jobs.insert(position, job)
+            else:
+                self._jobs.append(job)
             self._ready.notify_all()
         return future
 
-    def submit(self, name: str, arguments: dict | str | None, result_id: str) -> Future:
+    def submit(self, name: str, arguments: dict | str | None, result_id: str, urgent: bool = False) -> Future:
         """Queue one call for the next free worker (or its pinned one); the future holds its ToolResult (or
-        raises ToolCrash)."""
-        return self._queue(lambda worker: worker.call(name, arguments, result_id), self.pinned.get(name))
+        raises ToolCrash).
+
+        Args:
+            urgent: The caller is waiting for this call: it goes before the calls queued ahead (not urgent).
+        """
+        return self._queue(lambda worker: worker.call(name, arguments, result_id), self.pinned.get(name), urgent)
 
     def call(self, name: str, arguments: dict | str | None, result_id: str) -> ToolResult:
         """Run one call on the next free worker and wait for it."""
@@ -211,7 +220,8 @@ def tool_worker_pool(cfg, out, table_path, planned: bool) -> WorkerPool:
     embedder = n_workers - 1  # the last worker to start: it has the most time to warm UMAP up
 
     def make_worker(index: int) -> WorkerRunner:
+        # Only the autopilot's plan is known to embed; a model may never call UMAP, so its run is not taxed.
         return WorkerRunner(str(table_path), out, seed=cfg.seed, limits=limits, thresholds=cfg.thresholds,
-                            warm_up=index == embedder, n_threads=threads)
+                            warm_up=planned and index == embedder, n_threads=threads)
 
     return WorkerPool(make_worker, n_workers, pinned={"umap": embedder})
