@@ -90,6 +90,16 @@ def test_open_an_astropy_table_keeps_units(tmp_path):
         assert units["flux"] == "mJy"
 
 
+def test_open_a_dataframe_whose_cells_mix_numbers_and_limits(tmp_path):
+    frame = pd.DataFrame({"ew": [1.5, "<2.0", 3.0, None, 2.5, 4.0] * 5, "x": np.arange(30.0)})
+    with serendip.open(frame, workdir=tmp_path, sandbox=False) as analysis:
+        profile = analysis.call("describe", columns=["ew"])
+    assert profile.ok, profile.error
+    text = json.dumps(profile.summary, default=str).lower()
+    assert "ew" in text and "limit" in text
+    assert frame["ew"].tolist()[:2] == [1.5, "<2.0"]  # the caller's frame is untouched
+
+
 def test_open_refuses_bad_input_in_one_line(tmp_path):
     with pytest.raises(serendip.RunSetupError) as err:
         serendip.open(tmp_path / "missing.csv", workdir=tmp_path / "s", sandbox=False)
