@@ -114,7 +114,16 @@ def null_draws(V: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray
     rho = float(np.corrcoef(U[:, 0], U[:, 1])[0, 1])
     Z = rng.multivariate_normal(np.zeros(2), np.array([[1.0, rho], [rho, 1.0]]), size=size)
     P = sps.norm.cdf(Z)
-    return np.column_stack([np.quantile(V[:, j], P[:, j]) for j in range(2)])
+    return np.column_stack([sorted_quantiles(np.sort(V[:, j]), P[:, j]) for j in range(2)])
+
+
+def sorted_quantiles(ordered: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``np.quantile(values, probs)`` (its default linear method) from the sorted values: one sort instead of
+    a partition per probability, which took 40 s for 4,000 draws from 100k rows."""
+    position = np.clip(probs, 0.0, 1.0) * (len(ordered) - 1)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
 
 
 def clumps_in_pair(V: np.ndarray, rng: np.random.Generator, min_fraction: float) -> list[dict]:

@@ -44,11 +44,15 @@ def planted_frame(n: int = 200) -> pd.DataFrame:
 
 
 def scenario_of(records: list[dict], status: str) -> str:
-    """What the run shows: no_progress, text_calls (calls recovered from text) or native_calls."""
+    """What the run shows: no_progress, text_calls (calls recovered from text), native_calls, or no_calls (the
+    model wrote only prose; a hybrid run then falls back to its systematic pass)."""
     if status == "no_progress":
         return "no_progress"
-    if any(r.get("recovered_from_text") for r in records if r.get("role") == "assistant"):
+    replies = [r for r in records if r.get("role") == "assistant"]
+    if any(r.get("recovered_from_text") for r in replies):
         return "text_calls"
+    if not any(r.get("tool_calls") for r in replies):
+        return "no_calls"
     return "native_calls"
 
 
