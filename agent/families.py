@@ -7,6 +7,11 @@ Two kinds of restatement are folded together:
   component seen through one pair; such trends form one family named after the component's driver. A
   column the run residualized others on, and that alone explains at least half of their variance, is a
   driver in the same way (its fits give each column's correlation with it).
+- **Near-duplicate columns.** Columns that are pairwise near-duplicates (every pair's trend has
+  |ρ| ≥ :data:`NEAR_DUPLICATE`: they share at least 90% of their rank variance), such as one flux in
+  several apertures or one magnitude in several bands, are one quantity measured several times; the trends
+  among them form one family named after the column most tied to the others, even when no component
+  dominates the whole table.
 - **Versions of one trend.** The same two base quantities related again with other controls (a residual
   version, "at fixed ...") belong with the first version.
 
@@ -19,6 +24,8 @@ sees every member with its statistics. Nothing is recomputed: the numbers are th
 from __future__ import annotations
 
 import copy
+
+import numpy as np
 
 from serendip.agent.ledger import Ledger
 from serendip.tools.engine.contracts import PcaSummary, read_summary
@@ -72,6 +79,49 @@ def control_components(ledger: Ledger) -> list[dict]:
     return out
 
 
+NEAR_DUPLICATE = 0.95
+"""|correlation| from which two columns count as near-duplicates (ρ² ≥ 0.9: nine tenths of their rank
+variance shared)."""
+
+
+def near_duplicate_components(findings: list[dict]) -> list[dict]:
+    """Sets of at least three columns that are pairwise near-duplicates, read from the trends without
+    controls (complete linkage: a column joins a set only if it is a near-duplicate of every member)."""
+    strength: dict[frozenset, tuple[float, int, str]] = {}
+    for f in findings:
+        if f.get("kind") != "trend" or f.get("controls") or len(f.get("columns") or []) < 2:
+            continue
+        try:
+            effect = float((f.get("stats") or {}).get("effect"))
+        except (TypeError, ValueError):
+            continue
+        pair = frozenset(str(c) for c in f["columns"][:2])
+        if len(pair) == 2 and abs(effect) >= NEAR_DUPLICATE and abs(effect) > abs(strength.get(pair, (0.0,))[0]):
+            strength[pair] = (effect, _sign(f), (f.get("evidence") or [""])[0])
+    linked: dict[str, dict[str, float]] = {}
+    for pair, (effect, _, _) in strength.items():
+        a, b = sorted(pair)
+        linked.setdefault(a, {})[b] = effect
+        linked.setdefault(b, {})[a] = effect
+    out, used = [], set()
+    for seed in sorted(linked, key=lambda c: (-len(linked[c]), c)):
+        if seed in used:
+            continue
+        members = [seed]
+        for c in sorted(linked[seed], key=lambda c: (-abs(linked[seed][c]), c)):
+            if c not in used and all(c in linked[m] for m in members):
+                members.append(c)
+        if len(members) < 3:
+            continue
+        used.update(members)
+        driver = max(members, key=lambda c: (sum(abs(linked[c].get(m, 0.0)) for m in members), c))
+        corr = {c: (1.0 if c == driver else float(np.sign(linked[driver][c]))) for c in members}
+        best = max((strength[frozenset((driver, c))] for c in members if c != driver), key=lambda t: abs(t[0]))
+        out.append({"driver": driver, "variance_ratio": None, "correlations": corr, "evidence": best[2],
+                    "source": "near_duplicates", "columns": members})
+    return out
+
+
 def _sign(f: dict) -> int:
     s = f.get("stats") or {}
     v = s.get("sign") if s.get("sign") not in (None, 0) else s.get("effect")
@@ -111,7 +161,7 @@ def fold_families(findings: list[dict], ledger: Ledger) -> list[dict]:
         Top-level findings ``F1``, ``F2`` ... by score (a family scores as its best member), each family
         followed by its members ``Fk.1``, ``Fk.2`` ... (in their own rank order).
     """
-    comps = dominant_components(ledger) + control_components(ledger)
+    comps = dominant_components(ledger) + control_components(ledger) + near_duplicate_components(findings)
     trends = [i for i, f in enumerate(findings) if f.get("kind") == "trend" and len(f.get("columns") or []) >= 2]
     trends.sort(key=lambda i: (len(findings[i].get("controls") or []), -float(findings[i].get("score") or 0), i))
     home: dict[int, int] = {}  # finding -> its family's key (a finding index, or -1 - component index)
@@ -169,7 +219,9 @@ def family_finding(members: list[dict], component: dict | None) -> dict:
     if component is not None:
         evidence = [component["evidence"]] + [e for e in evidence if e != component["evidence"]]
     novelties = [m.get("novelty", "candidate") for m in members]
-    family = {"kind": "shared_driver" if component else "versions",
+    kind = ("near_duplicates" if component.get("source") == "near_duplicates" else "shared_driver") \
+        if component else "versions"
+    family = {"kind": kind,
               "driver": component["driver"] if component else None,
               "variance_ratio": component["variance_ratio"] if component else None,
               **({"explained": list(component["explained"])} if component and component.get("explained") else {}),

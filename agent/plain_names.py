@@ -146,9 +146,23 @@ def family_title(family: dict, members: list[dict], derived: dict[str, DerivedCo
                    f" (it alone explains {lo:.1f}% to {hi:.1f}% of each one's variance)")
         later = f"; pairs stay related {_fixed_phrase(held, True)}" if held else ""
         return f"{_join(words)} {verb} {plain_name(driver, derived, ticks=True)}{pct}{later}"
+    if info.get("kind") == "near_duplicates" and info.get("driver"):
+        driver = str(info["driver"])
+        cols = list(dict.fromkeys(str(c) for m in direct for c in (m.get("columns") or [])[:2] if c != driver))
+        words = [plain_name(c, derived, ticks=True) for c in cols] or ["its columns"]
+        best = float(((members[0].get("stats") or {}).get("effect")) or 0.0)
+        later = f"; pairs stay related {_fixed_phrase(held, True)}" if held else ""
+        return (f"{_join(words)} are near-duplicates of {plain_name(driver, derived, ticks=True)}, one quantity "
+                f"measured {_count_words(len(cols) + 1)} times (strongest pair ρ = {best:+.2f}){later}")
     title = plain_title(members[0], derived)
     if fixed_of(members[0]) and direct:
         return f"{title}; also seen without holding {_join([f'`{c}`' for c in fixed_of(members[0])])} fixed"
     if held:
         return f"{title}; still related {_fixed_phrase(held, True)}"
     return title
+
+
+def _count_words(n: int) -> str:
+    """Small counts in words, so that a title's only numbers are the tools' own."""
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    return words[n] if 0 <= n < len(words) else "many"

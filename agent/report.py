@@ -148,6 +148,10 @@ def family_summary(family: dict, members: list[dict], titles: dict[str, str], le
         why = (f"These trends are one dominant component seen pair by pair (PCA, evidence {info.get('evidence')}): "
                f"controlling for {plain_name(str(info.get('driver')), ledger.derived, ticks=True)} is the way to "
                "look beneath it.")
+    elif info.get("kind") == "near_duplicates":
+        why = (f"These columns are near-duplicates of {plain_name(str(info.get('driver')), ledger.derived, ticks=True)}"
+               f" (every pair almost perfectly correlated, evidence {info.get('evidence')}): the trends among them restate one "
+               "quantity; keep one of them when looking for what else varies.")
     else:
         why = "These trends relate the same quantities, with and without controls."
     return f"{why} Strongest: {titles[members[0]['id']]}."

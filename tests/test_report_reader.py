@@ -203,3 +203,27 @@ def test_planted_dominant_trend_run_end_to_end(tmp_path):
         led.add_result(results[rid])
     assert unsupported_numbers(section(md, "Summary"), tool_numbers(led)) == []
     html5lib.HTMLParser(strict=True).parse((out / "report.html").read_text())
+
+
+def test_near_duplicate_columns_are_one_family_without_a_dominant_component():
+    """Four apertures of one flux (pairwise ρ ≥ 0.95) among independent columns: no component dominates, the
+    six trends among the apertures are one family; a weaker trend to another column stays on its own."""
+    led = Ledger()
+    apertures = ["flux_ap1", "flux_ap2", "flux_ap3", "flux_ap4"]
+    pairs = list(itertools.combinations(apertures, 2))
+    found = [trend(a, b, round(0.99 - 0.005 * i, 3), "R1") for i, (a, b) in enumerate(pairs)]
+    found.append(trend("flux_ap1", "colour", -0.62, "R1"))
+    found.append(trend("size", "colour", 0.96, "R1"))  # a near-duplicate pair, but only a pair: on its own
+    led.add_result(ToolResult(id="R1", tool="correlate", arguments={"columns": apertures + ["colour", "size"]},
+                              findings=found, tests=[[f"t{k}", 1e-40] for k in range(len(found))]))
+    findings = report_findings(led.final_findings(), led)
+    families = [f for f in top_level(findings) if is_family(f)]
+    assert len(families) == 1
+    fam = families[0]
+    assert fam["family"]["kind"] == "near_duplicates" and fam["family"]["driver"] in apertures
+    assert sorted(frozenset(m["columns"]) for m in members_of(fam, findings)) == \
+        sorted(frozenset(p) for p in pairs)
+    assert "near-duplicates of" in fam["title"] and "four times" in fam["title"] and "+0.99" in fam["title"]
+    alone = [f for f in top_level(findings) if not is_family(f)]
+    assert {frozenset(f["columns"]) for f in alone} == {frozenset({"flux_ap1", "colour"}), frozenset({"size", "colour"})}
+    assert len(trend_claims(findings, apertures + ["colour", "size"], 0.05)) == len(found)
