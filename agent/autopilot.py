@@ -446,10 +446,14 @@ class Autopilot:
 
     def look_again_for_groups(self, columns: list[str], changed: bool) -> None:
         """Groups after the controls: a mixture on the controlled columns, and a UMAP map for larger tables."""
+        embed = self.n_rows >= UMAP_MIN_ROWS and len(columns) >= 3
+        # The map first: it is the longest step and runs on the worker that warmed it up, so the mixture
+        # goes to the other worker instead of queueing in front of it.
+        pending = self._step("umap", {"columns": columns}, urgent=True) if embed else None
         if changed:
             self.submit("cluster", columns=columns, method="gmm", missing=self.missing)
-        if self.n_rows >= UMAP_MIN_ROWS and len(columns) >= 3:
-            emb = self.call("umap", columns=columns)
+        if pending is not None:
+            emb = pending.value()
             name = embedding_name(emb)
             if emb.ok and name:
                 self.submit("cluster", columns=columns, method="hdbscan", space="umap", embedding=name)
