@@ -47,6 +47,9 @@ SETTING_FLAGS = {
     "memory_budget_mb": ("--memory-budget", int, "MiB for a partitioned Parquet dataset (folder or glob): sizes the "
                                                  "sample the tools run on and the local Dask workers (default: a "
                                                  "quarter of the machine's memory)"),
+    "sample_rows": ("--sample-rows", int, "for a partitioned Parquet dataset: rows of the seeded sample the models "
+                                          "are fitted on, e.g. for a quick first look (default: what the memory "
+                                          "budget holds)"),
     "cluster": ("--cluster", str, "Dask scheduler address for a partitioned Parquet dataset (default: a "
                                   "LocalCluster sized to the machine)"),
     "tool_choice": ("--tool-choice", str, "tool_choice sent to the server: required, auto or off (default required)"),

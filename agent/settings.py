@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="seed for every random choice")
     memory_budget_mb: int | None = Field(None, ge=16, description="memory for a partitioned Parquet dataset in MiB: "
                                          "sizes the sample and the local Dask workers (None = a quarter of the machine)")
+    sample_rows: int | None = Field(None, ge=100, description="rows of the seeded sample the models are fitted on "
+                                    "for a partitioned Parquet dataset (None = what the memory budget holds)")
     cluster: str | None = Field(None, description="Dask scheduler address for partitioned Parquet datasets "
                                 "(None = a LocalCluster sized to the machine)")
     q_max: float = Field(0.05, gt=0, le=1, description="largest run-wide q-value of a significant trend")

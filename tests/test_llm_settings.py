@@ -25,7 +25,7 @@ def test_loopback_defaults_suit_a_cpu_server(tmp_path):
     absent = tmp_path / "absent.toml"
     local = resolved({"model": "qwen", "base_url": LOCAL}, config=absent)
     hosted = resolved({"model": "gpt-x", "api_key": "sk-test"}, config=absent)
-    assert (local.request_timeout, local.max_output_tokens, local.max_retries) == (600.0, 1024, 2)
+    assert (local.request_timeout, local.max_output_tokens, local.max_retries) == (600.0, 512, 2)
     assert local.sources["request_timeout"] == "default for a loopback endpoint"
     assert (hosted.request_timeout, hosted.max_output_tokens, hosted.max_retries) == (120.0, None, 5)
     assert local.tool_choice == hosted.tool_choice == "required" and local.planner == "llm"
@@ -87,7 +87,7 @@ def test_max_output_tokens_reach_servers_that_read_only_max_tokens(tmp_path):
     absent = tmp_path / "absent.toml"
     local = build_chat_model(resolved({"model": "m", "base_url": LOCAL}, config=absent))
     payload = local._get_request_payload([HumanMessage("hi")])
-    assert payload["max_completion_tokens"] == 1024 and payload["extra_body"]["max_tokens"] == 1024
+    assert payload["max_completion_tokens"] == 512 and payload["extra_body"]["max_tokens"] == 512
     hosted = build_chat_model(resolved({"model": "m", "base_url": "https://api.openai.com/v1", "api_key": "sk-t",
                                         "max_output_tokens": 50}, config=absent))
     payload = hosted._get_request_payload([HumanMessage("hi")])

@@ -13,6 +13,8 @@ import pytest
 # The 2M rows take ~5 min of a 2-core CI machine (the suite's budget is 10 min), so the suite runs
 # the same path on 200k rows; SERENDIP_SCALE_TEST_ROWS=2000000 runs the full size.
 N_ROWS = int(os.environ.get("SERENDIP_SCALE_TEST_ROWS", "200000"))
+# The suite fits the models on a 3,000-row sample (--sample-rows); the full size uses what the budget holds.
+SAMPLE_ROWS = None if N_ROWS >= 1_000_000 else 3000
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,8 @@ def test_partitioned_rows_through_a_local_cluster_of_256_mib_workers(planted, tm
                                   dashboard_address=None) as lc, distributed.Client(lc) as client:
         workers_before = set(client.scheduler_info()["workers"])
         run = serendip.explore(str(folder), out=tmp_path / "run", model="autopilot", in_process=True,
-                               cluster=lc.scheduler_address, memory_budget_mb=16)
+                               cluster=lc.scheduler_address, memory_budget_mb=16,
+                               sample_rows=SAMPLE_ROWS)
         workers_after = set(client.scheduler_info()["workers"])
     assert run.status == "completed", run.reason
     out = tmp_path / "run"

@@ -186,6 +186,8 @@ def explore_partitioned(cfg, progress=None, resume: bool = False, chat_model=Non
             sketch, peak_stats = one_pass(client, ds)
             timing["statistics_s"] = time.monotonic() - t0
             n_target = sample_size(ds, budget)
+            if cfg.settings.sample_rows:  # asked for: never more than the budget holds
+                n_target = max(1, min(n_target, int(cfg.settings.sample_rows)))
             progress.step(f"drawing a seeded uniform sample of about {n_target} rows")
             t0 = time.monotonic()
             sample_rows, peak_sample = draw_sample(client, ds, n_target, cfg.seed, sample_path)
