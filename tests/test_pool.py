@@ -50,7 +50,8 @@ def make_pool(tmp_path, n_workers: int, gate=None, seen=None) -> WorkerPool:
         table = Table.from_dataframe(df)
         if gate is None:
             return LocalRunner(None, tmp_path, seed=0, table=table)
-        return SlowFirstRunner(None, tmp_path, seed=0, table=table, gate=gate, slow=index == 0, seen=seen)
+        # every runner holds R1 back, whichever takes it: R2 can then only finish on the other one
+        return SlowFirstRunner(None, tmp_path, seed=0, table=table, gate=gate, slow=True, seen=seen)
 
     return WorkerPool(make_worker, n_workers)
 
