@@ -20,6 +20,7 @@ from serendip.agent.report_html import markdown_to_html
 from serendip.agent.report_md import build_report, headlines
 from serendip.agent.summary import tool_numbers, unsupported_numbers
 from serendip.evals.scorer import trend_claims
+from serendip.tools.engine.contracts import FINDINGS_SCHEMA, FindingsDocument
 from serendip.tools.engine.result import ToolResult
 
 BANDS = [f"band_{k}" for k in range(1, 9)]
@@ -227,3 +228,6 @@ def test_near_duplicate_columns_are_one_family_without_a_dominant_component():
     alone = [f for f in top_level(findings) if not is_family(f)]
     assert {frozenset(f["columns"]) for f in alone} == {frozenset({"flux_ap1", "colour"}), frozenset({"size", "colour"})}
     assert len(trend_claims(findings, apertures + ["colour", "size"], 0.05)) == len(found)
+    # findings.json's contract accepts the family as written (a run writes findings through it)
+    doc = FindingsDocument.model_validate({"schema": FINDINGS_SCHEMA, "findings": json.loads(json.dumps(findings, default=str))})
+    assert doc.findings[0].family is not None and doc.findings[0].family.kind == "near_duplicates"

@@ -104,9 +104,11 @@ class FindingFamily(BaseModel):
     """What joins the members of a family finding (trends restating one phenomenon, issue 17).
 
     Attributes:
-        kind: 'shared_driver' (trends that are one dominant component seen pair by pair) or 'versions' (the
-            same quantities related with and without controls).
-        driver: The column the dominant component follows (shared_driver).
+        kind: 'shared_driver' (trends that are one dominant component seen pair by pair), 'near_duplicates'
+            (trends among columns that are pairwise near-duplicates, e.g. one flux in several apertures) or
+            'versions' (the same quantities related with and without controls).
+        driver: The column the dominant component follows (shared_driver), or the near-duplicate most tied to the
+            others (near_duplicates).
         variance_ratio: The share of variance of that component (PCA's, shared_driver).
         explained: For a driver found by residualizing on it: the least and most of a column's variance it
             explains alone (the fits' R²).
@@ -116,7 +118,7 @@ class FindingFamily(BaseModel):
 
     model_config = _open()
 
-    kind: Literal["shared_driver", "versions"]
+    kind: Literal["shared_driver", "near_duplicates", "versions"]
     driver: str | None = None
     variance_ratio: float | None = None
     explained: list[float] | None = None
