@@ -16,7 +16,7 @@ from pydantic import Field
 from scipy.spatial.distance import cdist
 
 from serendip.tools.engine.mdtext import code
-from serendip.tools.engine.numba_cache import UMAP_LOCK, import_umap
+from serendip.tools.engine.numba_cache import APPROXIMATE_FROM_ROWS, UMAP_LOCK, import_umap
 from serendip.tools.pca import components_for_variance, count, incomplete_rows, principal_components
 from serendip.tools.plot import figure_context, plain_text, save_figure
 from serendip.tools.engine.registry import tool
@@ -29,11 +29,6 @@ TRANSFORM_CHUNK = 200_000
 MAX_DRIVERS_SHOWN = 8
 REGION_FEATURES = 4
 MAX_PLOT_POINTS = 50_000
-EXACT_NEIGHBOURS_BELOW = 4096
-"""umap-learn finds exact neighbours below this many rows by calling its numba metric from a Python loop over
-every pair (scikit-learn's pairwise_distances with a callable): ~20 s for 3,000 rows. The same exact distances,
-computed vectorised by scipy and given as a precomputed metric, take ~0.1 s (then no transform is needed: every
-row is fitted)."""
 GRID_WORDS = {2: (["left", "right"], ["bottom", "top"]),
               3: (["left", "center", "right"], ["bottom", "middle", "top"])}
 
@@ -120,7 +115,7 @@ def fit_umap(Z: np.ndarray, fit_idx: np.ndarray, n_neighbors: int, min_dist: flo
     with UMAP_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         E = np.empty((len(Z), 2))
-        if len(fit_idx) == len(Z) and len(Z) < EXACT_NEIGHBOURS_BELOW:
+        if len(fit_idx) == len(Z) and len(Z) < APPROXIMATE_FROM_ROWS:  # umap's exact branch, vectorised
             model = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed,
                               metric="precomputed")
             E[:] = model.fit_transform(cdist(Z, Z))

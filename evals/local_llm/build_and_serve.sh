@@ -73,6 +73,18 @@ do_model() {
   log "model: done in $((SECONDS - t0)) s -> $GGUF ($(stat -c %s "$GGUF") bytes)"
 }
 
+# wait_until_up STEP SERVER PATH LOG: wait (at most 300 s) until the server started last answers PATH on
+# 127.0.0.1:$PORT; exit with the log's path when it dies first.
+wait_until_up() {
+  local step=$1 server=$2 path=$3 logfile=$4 t0=$SECONDS
+  until curl -sf "http://127.0.0.1:$PORT$path" >/dev/null 2>&1; do
+    kill -0 "$(cat "$LLM_BUILD_DIR/server.pid")" 2>/dev/null || { echo "error: $server died; see $logfile" >&2; exit 1; }
+    (( SECONDS - t0 > 300 )) && { echo "error: $server not up after 300 s" >&2; exit 1; }
+    sleep 2
+  done
+  log "$step: up after $((SECONDS - t0)) s (pid $(cat "$LLM_BUILD_DIR/server.pid"))"
+}
+
 do_serve() {
   model_spec
   local bin="$LLM_BUILD_DIR/build/bin/llama-server"
@@ -86,13 +98,7 @@ do_serve() {
   nohup nice -n 5 "$bin" -m "$GGUF" --host 127.0.0.1 --port "$PORT" --jinja "${repack[@]}" \
       -c "$CTX" -t "$THREADS" -np 1 --alias "$LLM_MODEL" > "$LLM_BUILD_DIR/server-$LLM_MODEL.log" 2>&1 &
   echo $! > "$LLM_BUILD_DIR/server.pid"
-  local t0=$SECONDS
-  until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; do
-    kill -0 "$(cat "$LLM_BUILD_DIR/server.pid")" 2>/dev/null || { echo "error: llama-server died; see $LLM_BUILD_DIR/server-$LLM_MODEL.log" >&2; exit 1; }
-    (( SECONDS - t0 > 300 )) && { echo "error: llama-server not healthy after 300 s" >&2; exit 1; }
-    sleep 2
-  done
-  log "serve: healthy after $((SECONDS - t0)) s (pid $(cat "$LLM_BUILD_DIR/server.pid"))"
+  wait_until_up serve llama-server /health "$LLM_BUILD_DIR/server-$LLM_MODEL.log"
 }
 
 # Fallback while llama-server is not built: the prebuilt llama-cpp-python 0.2.62 of the registry wheel
@@ -121,13 +127,7 @@ do_serve_prebuilt() {
       --n_threads "${LLM_PREBUILT_THREADS:-1}" --n_threads_batch "${LLM_PREBUILT_THREADS:-1}" --n_ctx "$CTX" --host 127.0.0.1 --port "$PORT" \
       > "$LLM_BUILD_DIR/server-prebuilt-$LLM_MODEL.log" 2>&1 &
   echo $! > "$LLM_BUILD_DIR/server.pid"
-  local t0=$SECONDS
-  until curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null 2>&1; do
-    kill -0 "$(cat "$LLM_BUILD_DIR/server.pid")" 2>/dev/null || { echo "error: llama_cpp.server died; see $LLM_BUILD_DIR/server-prebuilt-$LLM_MODEL.log" >&2; exit 1; }
-    (( SECONDS - t0 > 300 )) && { echo "error: llama_cpp.server not up after 300 s" >&2; exit 1; }
-    sleep 2
-  done
-  log "serve-prebuilt: up after $((SECONDS - t0)) s (pid $(cat "$LLM_BUILD_DIR/server.pid"))"
+  wait_until_up serve-prebuilt llama_cpp.server /v1/models "$LLM_BUILD_DIR/server-prebuilt-$LLM_MODEL.log"
 }
 
 do_stop() {
