@@ -328,9 +328,10 @@ class Autopilot:
 
     def photometry_by_content(self, columns: list[str]) -> dict[str, str]:
         """Magnitudes recognised from their values when their names say nothing: three or more columns on
-        the magnitude scale (medians 8–30, spreads of tenths to a few magnitudes, medians within 6 mag of
-        each other) that all correlate strongly (|Spearman| ≥ 0.6). Ordered from the faintest median to the
-        brightest, which for stars and galaxies runs from the blue bands to the red ones.
+        the magnitude scale (medians 8–30, spreads of tenths to a few magnitudes) that form a chain of
+        strong positive correlations from the faintest median to the brightest (see
+        :func:`~serendip.agent.derivations.photometric_chain`), which for stars and galaxies runs from the
+        blue bands to the red ones.
         """
         candidates = []
         for c in columns:
@@ -344,23 +345,16 @@ class Autopilot:
         res = self.call("correlate", columns=candidates[:12])
         if not res.ok:
             return {}
-        strong: dict[str, set[str]] = {c: set() for c in candidates}
-        for pair in res.summary.get("top_pairs") or []:
-            x, y, eff = pair.get("x"), pair.get("y"), pair.get("effect")
-            if x in strong and y in strong and eff is not None and abs(eff) >= 0.6:
-                strong[x].add(y)
-                strong[y].add(x)
-        chosen: list[str] = []
-        for c in sorted(candidates, key=lambda c: -len(strong[c])):
-            if all(c in strong[o] for o in chosen):
-                chosen.append(c)
-        medians = {c: float(self.profile_info[c]["median"]) for c in chosen}
-        if len(chosen) < 3 or max(medians.values()) - min(medians.values()) > 6:
+        pairs = (res.details or {}).get("significant_pairs") or [
+            [p.get("x"), p.get("y"), p.get("effect")] for p in res.summary.get("top_pairs") or []]
+        rho = {frozenset((p[0], p[1])): float(p[2]) for p in pairs if p[2] is not None}
+        medians = {c: float(self.profile_info[c]["median"]) for c in candidates[:12]}
+        ordered = dv.photometric_chain(medians, rho)
+        if not ordered:
             return {}
-        ordered = sorted(chosen, key=lambda c: -medians[c])
         self.note(f"Understood {', '.join(ordered)} as magnitudes in several bands from their values (magnitude "
-                  f"scale, strongly correlated; evidence {res.id}); ordered from faintest to brightest median, taken "
-                  "as blue to red.")
+                  f"scale, each correlating strongly with the next; evidence {res.id}); ordered from faintest to "
+                  "brightest median, taken as blue to red.")
         for c in ordered:
             self.kinds[c] = "magnitude"
         return {f"band{i + 1}": c for i, c in enumerate(ordered)}

@@ -99,6 +99,40 @@ def plan_colours(bands: dict[str, str], columns: list[dict]) -> list[Derivation]
     return plans
 
 
+MIN_BAND_RHO = 0.6
+"""Spearman ρ that magnitudes of neighbouring bands reach on any catalogue of stars or galaxies (measured
+0.77–0.98 on SDSS, Galaxy Zoo and Gaia photometry); bands far apart may correlate less (u with z: 0.5)."""
+MAX_MEDIAN_SPAN = 6.0
+"""Magnitudes of one set of sources in several bands have medians within a few magnitudes of each other."""
+
+
+def photometric_chain(medians: dict[str, float], rho: dict[frozenset, float]) -> list[str]:
+    """Magnitude columns recognised from their values: the longest chain of columns, ordered from the faintest
+    median to the brightest (for stars and galaxies, blue bands to red), in which each column correlates
+    positively (ρ ≥ MIN_BAND_RHO) with the next. Neighbouring bands are required to correlate, not every
+    pair: the brightness of a source ties each band to its neighbours, while distant bands differ by the
+    colours that are the point of the exercise.
+
+    Args:
+        medians: Median of each candidate column (columns already on the magnitude scale).
+        rho: Spearman ρ of candidate pairs, keyed by the pair as a frozenset (missing = not significant).
+
+    Returns:
+        The columns of the chain, faint to bright, or [] when fewer than three qualify.
+    """
+    ordered = sorted(medians, key=lambda c: (-medians[c], c))
+    best: list[str] = []
+    for start in range(len(ordered)):
+        chain = [ordered[start]]
+        for c in ordered[start + 1:]:  # a column that links to nothing is stepped over, not a break
+            if (rho.get(frozenset((chain[-1], c))) or 0.0) >= MIN_BAND_RHO \
+                    and medians[chain[0]] - medians[c] <= MAX_MEDIAN_SPAN:
+                chain.append(c)
+        if len(chain) > len(best):
+            best = chain
+    return best if len(best) >= 3 else []
+
+
 def reference_magnitude(bands: dict[str, str]) -> str | None:
     """The magnitude kept beside the colours (and made absolute when a parallax or distance is known)."""
     for b in REFERENCE_BANDS:

@@ -86,3 +86,21 @@ def test_declination_near_the_equator_is_an_angle_beside_ra():
     near_equator = np.array([-0.59, 0.03, 1.1, -1.2])
     assert column_kind("dec", None, near_equator, ["ra", "dec", "redshift"]) == "angle"
     assert column_kind("rA", None, np.array([0.3, 0.5]), ["rA", "gA"]) is None
+
+
+def test_magnitudes_by_content_need_neighbouring_bands_to_correlate_not_every_pair():
+    # Galaxy Zoo's ugriz (measured): u correlates 0.91 with g but only 0.50 with z; all five are photometry.
+    medians = {"c5": 19.4, "c6": 17.9, "c7": 17.1, "c8": 16.7, "c9": 16.4, "c14": 10.6}
+    rho = {frozenset(p): v for p, v in [(("c5", "c6"), 0.91), (("c5", "c7"), 0.68), (("c5", "c8"), 0.59),
+                                         (("c5", "c9"), 0.50), (("c6", "c7"), 0.90), (("c6", "c8"), 0.84),
+                                         (("c6", "c9"), 0.77), (("c7", "c8"), 0.98), (("c7", "c9"), 0.96),
+                                         (("c8", "c9"), 0.98), (("c9", "c14"), -0.7), (("c8", "c14"), -0.7)]}
+    assert dv.photometric_chain(medians, rho) == ["c5", "c6", "c7", "c8", "c9"]
+    # a column that does not link to its neighbour in median order is stepped over
+    assert dv.photometric_chain({**medians, "x": 18.0}, rho) == ["c5", "c6", "c7", "c8", "c9"]
+    # anticorrelated or unrelated columns on the magnitude scale are not photometry
+    assert dv.photometric_chain({"a": 20.0, "b": 15.0, "c": 12.0},
+                                {frozenset(("a", "b")): -0.9, frozenset(("b", "c")): 0.9}) == []
+    # medians spread over more than a few magnitudes are not one set of sources in several bands
+    assert dv.photometric_chain({"a": 28.0, "b": 20.0, "c": 12.0},
+                                {frozenset(("a", "b")): 0.9, frozenset(("b", "c")): 0.9}) == []
