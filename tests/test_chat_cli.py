@@ -88,7 +88,9 @@ def test_ask_without_a_model_outside_the_forms_exits_with_the_hint(tmp_path, tab
 
 def spawn_chat(args: list[str], env: dict) -> "pexpect.spawn":
     env = {**env, "TTY_INTERACTIVE": "1"}
-    child = pexpect.spawn(CLI[0], CLI[1:] + args, env=env, dimensions=(50, 200), timeout=600, encoding="utf-8")
+    # Each expect waits at most 4 minutes (a cold start on a loaded machine takes about one): a hang fails
+    # the test instead of using up the suite's time.
+    child = pexpect.spawn(CLI[0], CLI[1:] + args, env=env, dimensions=(50, 200), timeout=240, encoding="utf-8")
     return child
 
 
