@@ -68,11 +68,17 @@ class Dispatcher:
             return result
         return None
 
-    def call(self, name: str, arguments: dict | str | None, step: int) -> ToolResult:
-        """Run (or replay) one call and record it; returns the result with its candidates registered."""
-        return self.submit(name, arguments, step).result()
+    def call(self, name: str, arguments: dict | str | None, step: int, by: str | None = None) -> ToolResult:
+        """Run (or replay) one call and record it; returns the result with its candidates registered.
 
-    def submit(self, name: str, arguments: dict | str | None, step: int, urgent: bool = False) -> "Pending":
+        Args:
+            by: Who made the call when it is not the planner itself (``"report"`` for the steps the report
+                takes after a model's loop); written into the call's transcript record.
+        """
+        return self.submit(name, arguments, step, by=by).result()
+
+    def submit(self, name: str, arguments: dict | str | None, step: int, urgent: bool = False,
+               by: str | None = None) -> "Pending":
         """Give the call the next id and start it (on a free worker when the runner is a pool; at once
         otherwise); the returned handle's ``result()`` waits for it and for every call submitted before it,
         and records them in submission order.
@@ -83,6 +89,7 @@ class Dispatcher:
         Args:
             urgent: The caller waits for this call now: a pool runs it before the calls queued ahead of it
                 (ids, transcript and ledger keep the submission order).
+            by: Who made the call, when not the planner (see :meth:`call`).
         """
         self.last_step = max(self.last_step, int(step))
         rid = self.next_id()
@@ -96,7 +103,7 @@ class Dispatcher:
             refusal = self._refuse_oversized(name, arguments, rid)
             future = _done(refusal) if refusal is not None else self._start(name, arguments, rid, urgent)
         self.count += 1
-        pending = Pending(self, rid, int(step), replayed, future)
+        pending = Pending(self, rid, int(step), replayed, future, by=by)
         self._pending.append(pending)
         return pending
 
@@ -127,15 +134,17 @@ class Dispatcher:
             pending = self._pending.pop(0)  # popped first: a crashed call must not block the calls after it
             result = pending.future.result()  # a ToolCrash is raised here, in id order
             pending.recorded, pending.value = True, result
-            self.transcript.log_result(result, pending.step, replayed=pending.replayed)
+            self.transcript.log_result(result, pending.step, replayed=pending.replayed, by=pending.by)
             self.candidate_ids[pending.rid] = self.ledger.add_result(result)
 
 
 class Pending:
     """A submitted call: ``result()`` waits for it and records it (and those submitted before it)."""
 
-    def __init__(self, dispatcher: Dispatcher, rid: str, step: int, replayed: bool, future: Future) -> None:
+    def __init__(self, dispatcher: Dispatcher, rid: str, step: int, replayed: bool, future: Future,
+                 by: str | None = None) -> None:
         self.dispatcher = dispatcher
+        self.by = by
         self.rid = rid
         self.step = step
         self.replayed = replayed

@@ -70,15 +70,22 @@ class Transcript:
             fh.write(line + "\n")
             fh.flush()
 
-    def log_result(self, result: ToolResult, step: int, replayed: bool = False) -> None:
-        """Record a tool call: its summary in the transcript, the full result in the workspace."""
+    def log_result(self, result: ToolResult, step: int, replayed: bool = False, by: str | None = None) -> None:
+        """Record a tool call: its summary in the transcript, the full result in the workspace.
+
+        Args:
+            result: The call's result.
+            step: The planner step (model turn) it belongs to.
+            replayed: Answered from a previous attempt's stored result.
+            by: Who made the call when not the planner (``"report"``: a step the report took after the model).
+        """
         full = result.to_dict()
         (self.results_dir / f"{result.id}.json").write_text(json.dumps(full, ensure_ascii=False), encoding="utf-8")
         self.append({"type": "tool_result", "step": step, "id": result.id, "tool": result.tool,
                      "arguments": result.arguments, "ok": result.ok, "error": result.error,
                      "summary": full["summary"] if result.ok else None, "elapsed_s": round(result.elapsed, 3),
                      "n_findings": len(result.findings), "figures": result.figures,
-                     **({"replayed": True} if replayed else {})})
+                     **({"replayed": True} if replayed else {}), **({"by": by} if by else {})})
 
     def records(self) -> list[dict]:
         """All records so far (a torn last line from a crash is ignored)."""
