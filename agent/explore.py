@@ -16,7 +16,7 @@ from serendip.agent.knowledge.run_hook import KnowledgeOpenError, apply_novelty,
 from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.progress import Progress
-from serendip.agent.report import report_findings, write_findings_json, write_rows_csv
+from serendip.agent.report import keeps_only_recorded, report_findings, write_findings_json, write_rows_csv
 from serendip.agent.report_html import markdown_to_html
 from serendip.agent.report_md import build_report
 from serendip.agent.settings import Settings
@@ -330,9 +330,8 @@ def write_outputs(out: Path, cfg: ExploreConfig, dataset: dict, ledger: Ledger, 
                   run_info: dict, started: float, transcript: Transcript, knowledge=None) -> None:
     """Write findings.json, rows.csv, report.md, report.html and the final run.json."""
     # issue 9: a hybrid run keeps the systematic pass's candidates (less the dismissed ones)
-    findings = ledger.final_findings(only_recorded=cfg.model != "autopilot" and outcome.planner == "llm"
-                                     and outcome.status != "error"
-                                     and any(c.status == "recorded" for c in ledger.candidates.values()))
+    findings = ledger.final_findings(only_recorded=cfg.model != "autopilot"
+                                     and keeps_only_recorded(ledger, outcome.planner, outcome.status))
     findings, novelty_notes = apply_novelty(findings, knowledge, dataset, cfg.goal, out)
     findings = report_findings(findings, ledger)  # issue 17: families, plain names, headline figures
     outcome.notes.extend(novelty_notes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from serendip.agent.headline_figures import draw_after_model
 from serendip.agent.loop import candidates_brief
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.prompts import render, task_prompt
@@ -78,7 +79,7 @@ def run_hybrid(cfg, dispatcher, dataset: dict, transcript, progress, resume: boo
     progress.step("the model reads the ledger")
     task = hybrid_task_prompt(dataset, cfg.goal, dispatcher.ledger, base.notes)
     model = run_llm(model_cfg, dispatcher, dataset, transcript, progress, resume=resume, chat_model=chat_model,
-                    task=task)
+                    task=task, draw_figures=False)
     done = model_progress(dispatcher.ledger, results_before, model)
     outcome = RunOutcome(status="completed", steps=base.steps + model.steps, tokens=model.tokens,
                          notes=base.notes + model.notes, controlled=base.controlled + model.controlled,
@@ -86,13 +87,17 @@ def run_hybrid(cfg, dispatcher, dataset: dict, transcript, progress, resume: boo
     if model.status == "interrupted":
         outcome.status, outcome.reason = model.status, model.reason
         return outcome
+    # issue 17: after the follow-ups were counted, so that the report's own plot calls are not taken for the model's
+    figures = draw_after_model(dispatcher, progress, model.status, model.steps,
+                               lambda: cfg.time_limit - (time.monotonic() - started))
     if not done:
         why = model.reason or "it made no follow-up call, decision or summary"
         outcome.fallback = f"the model ({model.status}: {why}) added nothing to the systematic pass."
         outcome.notes.append(f"Fell back to the autopilot: {outcome.fallback}")
-        return outcome
-    outcome.summary = model.summary
-    if model.status != "completed":
-        outcome.status, outcome.reason = model.status, model.reason
-    outcome.notes.append(f"The model added {', '.join(done)} to the systematic pass.")
+    else:
+        outcome.summary = model.summary
+        if model.status != "completed":
+            outcome.status, outcome.reason = model.status, model.reason
+        outcome.notes.append(f"The model added {', '.join(done)} to the systematic pass.")
+    outcome.notes += figures
     return outcome

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
+from serendip.agent.headline_figures import draw_after_model
 from serendip.agent.loop import AgentLoop, LoopLimits
 from serendip.agent.models import build_chat_model
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.prompts import system_prompt, task_prompt
+from serendip.agent.report import keeps_only_recorded
 from serendip.agent.run_status import judge_progress
 from serendip.agent.tool_profiles import profile_schemas, resolve_profile, schema_size
 from serendip.agent.settings import SettingsError
@@ -16,8 +18,9 @@ from serendip.tools.engine.mdtext import code
 
 
 def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool = False, chat_model=None,
-            limits: LoopLimits | None = None, task: str | None = None) -> RunOutcome:
-    """Let a chat model drive the tools until it finishes or a limit is reached.
+            limits: LoopLimits | None = None, task: str | None = None, draw_figures: bool = True) -> RunOutcome:
+    """Let a chat model drive the tools until it finishes or a limit is reached, then draw the headline figures
+    the model did not (the report's own plot calls).
 
     Args:
         cfg: The run's :class:`~serendip.agent.explore.ExploreConfig` (goal and settings).
@@ -29,6 +32,8 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
         chat_model: A LangChain chat model to use instead of building one from ``cfg``.
         limits: Loop limits and retry policy (default: from ``cfg``).
         task: The first user message (default: the goal and the table overview).
+        draw_figures: Draw the missing headline figures after the loop (a hybrid run draws them itself, once
+            it has counted the model's own calls).
 
     Returns:
         The outcome, with notes for the report.
@@ -66,6 +71,10 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
                              "messages; they were read from the text, validated like native calls and run, and the "
                              "model was told to use the native format.")
     outcome.controlled = controls(dispatcher.ledger, first_result)
+    if draw_figures:  # issue 17: a figure for every headline, whoever planned the run
+        only_recorded = keeps_only_recorded(dispatcher.ledger, "llm", outcome.status)
+        outcome.notes += draw_after_model(dispatcher, progress, outcome.status, loop.steps,
+                                          lambda: loop.budget.time_left, only_recorded)
     return outcome
 
 

@@ -117,6 +117,12 @@ def write_rows_csv(out: Path, findings: list[dict], n_rows: int, extra_artifacts
     return [c for c in data if c != "row"]
 
 
+def keeps_only_recorded(ledger: Ledger, planner: str, status: str) -> bool:
+    """Whether the report keeps only the candidates the model recorded: an llm-planned run that recorded some
+    and did not end in error (a hybrid run keeps the systematic pass's candidates, less the dismissed ones)."""
+    return planner == "llm" and status != "error" and any(c.status == "recorded" for c in ledger.candidates.values())
+
+
 def report_findings(findings: list[dict], ledger: Ledger) -> list[dict]:
     """The ranked findings as a reader gets them: restating trends folded into families, titles and summaries
     with derived columns in words (raw names stay in ``columns``), headline figures attached."""

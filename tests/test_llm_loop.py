@@ -183,7 +183,12 @@ def test_describe_correlate_record_finish(tmp_path, planted_tools, scripted):
     tools = [m for m in msgs if m["role"] == "tool"]
     assert [t.get("result_id") for t in tools] == ["R1", "R2", None, None]
     assert json.loads(tools[2]["content"])["recorded"] == "C1"
-    assert [r["id"] for r in run.records(type="tool_result")] == ["R1", "R2"]
+    # issue 17: the recorded trend had no figure, so the report drew it after the model finished (R3, its own call)
+    results = run.records(type="tool_result")
+    assert [(r["id"], r["tool"], r.get("by")) for r in results] == [("R1", "t_profile", None),
+                                                                      ("R2", "t_correlate", None),
+                                                                      ("R3", "plot", "report")]
+    assert any("the report drew 1 headline figure (R3)" in n for n in outcome.notes)
     assert_every_call_answered(model.requests[-1])
 
 

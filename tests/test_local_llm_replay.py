@@ -234,7 +234,8 @@ def test_recorded_runs_replay_to_the_same_end(tmp_path, fixture):
                                     max_steps=int(flags["--max-steps"]))
     real = fixture["run"]
     assert not server.unexpected and server.remaining == 0
-    assert (outcome.status, len([r for r in records if r["type"] == "tool_result"])) == \
+    # the report's own plot calls after the model (issue 17) came after the recording
+    assert (outcome.status, len([r for r in records if r["type"] == "tool_result" and r.get("by") != "report"])) == \
         (real["exit_status"], real["n_tool_calls"])
     for sent, ex in zip(server.requests, fixture["exchanges"]):
         assert [t["function"]["name"] for t in sent.get("tools", [])] == ex["request"]["tool_names"]
