@@ -32,6 +32,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "or the user data directory; 'none' = shipped known results only, nothing remembered)")
 
 
+def on_off(text: str) -> bool:
+    """A switch given on the command line: on/off, true/false, yes/no or 1/0."""
+    value = text.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
 SETTING_FLAGS = {
     "seed": ("--seed", int, "random seed (default 0)"),
     "max_steps": ("--max-steps", int, "most model turns / planner steps (default 40)"),
@@ -53,6 +63,8 @@ SETTING_FLAGS = {
     "cluster": ("--cluster", str, "Dask scheduler address for a partitioned Parquet dataset (default: a "
                                   "LocalCluster sized to the machine)"),
     "tool_choice": ("--tool-choice", str, "tool_choice sent to the server: required, auto or off (default required)"),
+    "summary_rewrite": ("--summary-rewrite", on_off, "with a model: on lets it rewrite the report's opening summary "
+                                                       "once, every number checked; off keeps the template (default on)"),
     "tool_profile": ("--tool-profile", str, "tool schemas shown to the model: auto, full or compact (default auto: "
                                             "compact on a loopback endpoint)"),
 }

@@ -20,6 +20,7 @@ from serendip.agent.report import keeps_only_recorded, report_findings, write_fi
 from serendip.agent.report_html import markdown_to_html
 from serendip.agent.report_md import build_report
 from serendip.agent.settings import Settings
+from serendip.agent.summary_rewrite import apply_summary_rewrite
 from serendip.agent.runlock import LOCK_NAME, FolderBusy, RunLock
 from serendip.agent.transcript import Transcript
 from serendip.tools.engine.errors import TableLoadError
@@ -335,6 +336,8 @@ def write_outputs(out: Path, cfg: ExploreConfig, dataset: dict, ledger: Ledger, 
     findings, novelty_notes = apply_novelty(findings, knowledge, dataset, cfg.goal, out)
     findings = report_findings(findings, ledger)  # issue 17: families, plain names, headline figures
     outcome.notes.extend(novelty_notes)
+    if outcome.summary_writer is not None:  # issue 17: the model may rewrite the summary, checked by parsing
+        apply_summary_rewrite(outcome, findings, ledger, transcript)
     run_info.update({"exit_status": outcome.status, "reason": outcome.reason, "steps": outcome.steps,
                      "tokens": outcome.tokens, "wall_time_s": round(time.time() - started, 2),
                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -345,6 +348,8 @@ def write_outputs(out: Path, cfg: ExploreConfig, dataset: dict, ledger: Ledger, 
         run_info["fallback"] = outcome.fallback
     if outcome.stats:
         run_info["llm"] = outcome.stats
+    if outcome.summary_rewrite:
+        run_info["summary_rewrite"] = outcome.summary_rewrite
     ds = {"path": dataset.get("path", cfg.table), "sha256": dataset.get("sha256", ""),
           "n_rows": dataset.get("n_rows", 0), "n_columns": dataset.get("n_columns", 0)}
     write_findings_json(out, findings, ds, {"model": cfg.model, "seed": cfg.seed, "goal": cfg.goal,

@@ -83,7 +83,8 @@ def run_hybrid(cfg, dispatcher, dataset: dict, transcript, progress, resume: boo
     done = model_progress(dispatcher.ledger, results_before, model)
     outcome = RunOutcome(status="completed", steps=base.steps + model.steps, tokens=model.tokens,
                          notes=base.notes + model.notes, controlled=base.controlled + model.controlled,
-                         planner="hybrid", stats=model.stats, last_model_text=model.last_model_text)
+                         planner="hybrid", stats=model.stats, last_model_text=model.last_model_text,
+                         summary_writer=model.summary_writer if model.status != "provider_error" else None)
     if model.status == "interrupted":
         outcome.status, outcome.reason = model.status, model.reason
         return outcome

@@ -14,13 +14,14 @@ from serendip.agent.report import keeps_only_recorded
 from serendip.agent.run_status import judge_progress
 from serendip.agent.tool_profiles import profile_schemas, resolve_profile, schema_size
 from serendip.agent.settings import SettingsError
+from serendip.agent.summary_rewrite import SummaryWriter
 from serendip.tools.engine.mdtext import code
 
 
 def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool = False, chat_model=None,
             limits: LoopLimits | None = None, task: str | None = None, draw_figures: bool = True) -> RunOutcome:
     """Let a chat model drive the tools until it finishes or a limit is reached, then draw the headline figures
-    the model did not (the report's own plot calls).
+    the model did not (the report's own plot calls) and leave the outcome a writer for the summary's rewrite.
 
     Args:
         cfg: The run's :class:`~serendip.agent.explore.ExploreConfig` (goal and settings).
@@ -75,7 +76,17 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
         only_recorded = keeps_only_recorded(dispatcher.ledger, "llm", outcome.status)
         outcome.notes += draw_after_model(dispatcher, progress, outcome.status, loop.steps,
                                           lambda: loop.budget.time_left, only_recorded)
+    if settings.summary_rewrite:
+        outcome.summary_writer = summary_writer(loop, limits, transcript)
     return outcome
+
+
+def summary_writer(loop: AgentLoop, limits: LoopLimits, transcript) -> SummaryWriter:
+    """Asks the loop's chat model (unbound: no tools) for the summary's rewrite, with the loop's retry policy
+    and what is left of its time budget."""
+    return SummaryWriter(loop.chat_model, limits.retry_policy(), log=transcript.append,
+                         time_left=lambda: loop.budget.time_left, step=loop.steps,
+                         client_timeout=loop.adapter.client_timeout)
 
 
 def llm_stats(loop: AgentLoop, profile: str, full_schemas: list[dict], settings) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 EXIT_STATUSES = ("completed", "step_limit", "token_limit", "time_limit", "interrupted", "provider_error", "error",
                  "no_progress")  # no_progress: no analysis tool succeeded
@@ -27,6 +28,10 @@ class RunOutcome:
         planner: Which planner produced the findings ('autopilot', 'llm', 'hybrid').
         fallback: Why the run fell back to the autopilot's findings (empty when it did not).
         stats: Measurements of the run for run.json (schema sizes, per-step latencies).
+        summary_writer: Asks the run's chat model to rewrite the report's summary (a
+            :class:`~serendip.agent.summary_rewrite.SummaryWriter`; None without a model or with the setting off).
+        summary_rewrite: The verdict on that rewrite, for the report and run.json (see
+            :func:`~serendip.agent.summary_rewrite.rewrite_summary`; empty when none was asked for).
     """
 
     status: str = "completed"
@@ -40,3 +45,5 @@ class RunOutcome:
     planner: str = ""
     fallback: str = ""
     stats: dict = field(default_factory=dict)
+    summary_writer: Any = field(default=None, repr=False, compare=False)
+    summary_rewrite: dict = field(default_factory=dict)

@@ -8,7 +8,8 @@ from serendip.agent.ledger import Ledger
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.families import is_family, members_of, top_level
 from serendip.agent.report import KIND_TITLES, code, finding_block, fmt
-from serendip.agent.summary import summary_section, tool_numbers, unsupported_numbers
+from serendip.agent.summary import tool_numbers, unsupported_numbers
+from serendip.agent.summary_rewrite import summary_lines
 from serendip.tools.engine.mdtext import defuse_markdown, escape_md
 from serendip.agent.report_outcome import model_summary_section, no_progress_report, planner_lines
 from serendip.agent.run_status import NO_PROGRESS, analysis_results_ok
@@ -50,7 +51,7 @@ def build_report(*, title: str, dataset: dict, goal: str, model: str, outcome: R
                                   dataset_lines=dataset_section(dataset),
                                   provenance=provenance_section(ledger, run_info))
     out += planner_lines(outcome)
-    out += summary_section(findings, ledger)
+    out += summary_lines(findings, ledger, outcome.summary_rewrite)
     if outcome.summary:
         out += model_summary_section(outcome.summary)
         unsupported = unsupported_numbers(outcome.summary, tool_numbers(ledger))

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
         "required", description="tool_choice sent to the server (off = not sent; dropped if the server refuses it)")
     tool_profile: Literal["auto", "full", "compact"] = Field(
         "auto", description="tool schemas shown to the model: compact for small models (auto = compact on loopback)")
+    summary_rewrite: bool = Field(True, description="with a model: ask it once to rewrite the report's opening summary "
+                                  "(shown only when every number and id in it checks out; off = the template alone)")
     seed: int = Field(0, description="seed for every random choice")
     memory_budget_mb: int | None = Field(None, ge=16, description="memory for a partitioned Parquet dataset in MiB: "
                                          "sizes the sample and the local Dask workers (None = a quarter of the machine)")

@@ -23,7 +23,7 @@ import pytest
 from serendip.agent.cli import EXIT_NO_PROGRESS
 from serendip.agent.cli import main as cli_main
 from serendip.agent.explore import ExploreConfig, explore
-from stub_openai_server import StubOpenAIServer, error_reply, tool_calls_reply
+from stub_openai_server import StubOpenAIServer, error_reply, text_reply, tool_calls_reply
 
 FIXTURES = Path(__file__).parent / "fixtures" / "local_llm"
 
@@ -71,6 +71,7 @@ def write_table(tmp_path, n: int = 200) -> Path:
 
 
 def run(server, tmp_path, table: Path, **settings):
+    settings.setdefault("summary_rewrite", False)  # the scripts replay the loop's exchanges, not the rewrite's
     cfg = ExploreConfig(table=str(table), out=str(tmp_path / "run"), model="qwen1.5b", base_url=server.base_url,
                         in_process=True, max_steps=settings.pop("max_steps", 6), **settings)
     outcome, out = explore(cfg)
@@ -183,7 +184,8 @@ def test_hybrid_falls_back_to_the_autopilot_and_says_so(tmp_path, fixture, capsy
     table = write_table(tmp_path, n=150)  # under the autopilot's UMAP size: fast
     with stub(script_of(fixture)) as server:
         code = cli_main(["explore", str(table), "--model", "qwen1.5b", "--base-url", server.base_url,
-                         "--out", str(tmp_path / "run"), "--planner", "hybrid", "--max-steps", "4", "--quiet"])
+                         "--out", str(tmp_path / "run"), "--planner", "hybrid", "--max-steps", "4",
+                         "--summary-rewrite", "off", "--quiet"])
     assert code == 0
     assert "fell back to the autopilot" in capsys.readouterr().err
     out = tmp_path / "run"
@@ -202,13 +204,16 @@ def test_hybrid_model_follows_up_records_and_writes_the_narrative(tmp_path):
     table = write_table(tmp_path, n=150)
     script = [tool_calls_reply(("plot", {"kind": "scatter", "x": "x", "y": "y"})),
               tool_calls_reply(("record_finding", {"candidate": "C1", "interpretation": "x and y rise together."})),
-              tool_calls_reply(("finish", {"summary": "x rises with y (C1); z is independent."}))]
+              tool_calls_reply(("finish", {"summary": "x rises with y (C1); z is independent."})),
+              text_reply("Over 150 rows `y` rises with `x` (F1); nothing else stands out.")]  # issue 17: the rewrite
     with stub(script) as server:
-        outcome, out, _ = run(server, tmp_path, table, planner="hybrid")
+        outcome, out, _ = run(server, tmp_path, table, planner="hybrid", summary_rewrite=True)
     assert outcome.status == "completed" and not outcome.fallback and not server.unexpected
     assert outcome.planner == "hybrid" and outcome.summary.startswith("x rises with y")
+    assert outcome.summary_rewrite["status"] == "accepted", outcome.summary_rewrite
     report = (out / "report.md").read_text()
     assert "## The model's closing summary" in report and "*Planner:* hybrid" in report
+    assert "Over 150 rows `y` rises with `x` (F1)" in report
     assert "follow-up tool call" in report
 
 

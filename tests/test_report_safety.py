@@ -19,7 +19,7 @@ from markdown_it import MarkdownIt
 from serendip.agent.explore import ExploreConfig, explore
 from serendip.agent.report_html import markdown_to_html
 from serendip.tools.engine.mdtext import code, defuse_markdown, escape_md
-from stub_openai_server import StubOpenAIServer, tool_calls_reply
+from stub_openai_server import StubOpenAIServer, text_reply, tool_calls_reply
 
 HOSTILE_COLUMN = "![x](https://attacker.example/leak)"
 HOSTILE_TEXT = ("See ![beacon](https://attacker.example/i.png) and [click](https://attacker.example/) "
@@ -103,12 +103,14 @@ def test_a_hostile_column_and_hostile_model_text_stay_inside_the_report(tmp_path
     script = [tool_calls_reply(("correlate", {}), ("outliers", {"method": "isolation_forest"})),
               tool_calls_reply(("record_finding", {"candidate": "C1", "interpretation": HOSTILE_TEXT,
                                                    "title": HOSTILE_TEXT[:150]})),
-              tool_calls_reply(("finish", {"summary": HOSTILE_TEXT}))]
+              tool_calls_reply(("finish", {"summary": HOSTILE_TEXT})),
+              text_reply(HOSTILE_TEXT)]  # issue 17: the summary's rewrite (no number in it: it passes the check)
     with StubOpenAIServer(script) as server:
         cfg = ExploreConfig(table=str(table), out=str(tmp_path / "run"), model="stub-model",
                             base_url=server.base_url, in_process=True, max_steps=5, api_key="not-needed")
         outcome, out = explore(cfg)
-    assert outcome.status == "completed"
+    assert outcome.status == "completed" and not server.unexpected
+    assert outcome.summary_rewrite["status"] == "accepted"
     findings = json.loads((out / "findings.json").read_text())["findings"]
     assert any(f.get("interpretation") == HOSTILE_TEXT for f in findings), "the hostile interpretation must reach the report"
     page = (out / "report.html").read_text()
