@@ -161,14 +161,15 @@ def draw_after_model(dispatcher, progress, status: str, step: int, time_left: Ca
         progress.step(f"{dispatcher.next_id()} {tool} (headline figure)")
         result = dispatcher.call(tool, arguments, step, by="report")
         made.append(result.id)
-        status = "ok" if result.ok else f"error: {str(result.error)[:100]}"
-        progress.done(f"{result.id} {tool} ({result.elapsed:.1f} s) {status}")
+        state = "ok" if result.ok else f"error: {str(result.error)[:100]}"
+        progress.done(f"{result.id} {tool} ({result.elapsed:.1f} s) {state}")
         return result
 
     try:
         draw_missing_figures(ledger, call, lambda: time_left() >= MIN_TIME_LEFT_S, notes.append, only_recorded)
     except ToolCrash as exc:  # the findings stand without their figures: keep the run's report
-        notes.append(f"Headline figures stopped early: the tool worker failed ({str(exc).splitlines()[0][:200]}).")
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        notes.append(f"Headline figures stopped early: the tool worker failed ({first}).")
     if made:
         plural = "s" if len(made) != 1 else ""
         notes.insert(0, f"After the model finished, the report drew {len(made)} headline figure{plural} "
