@@ -104,3 +104,28 @@ def test_magnitudes_by_content_need_neighbouring_bands_to_correlate_not_every_pa
     # medians spread over more than a few magnitudes are not one set of sources in several bands
     assert dv.photometric_chain({"a": 28.0, "b": 20.0, "c": 12.0},
                                 {frozenset(("a", "b")): 0.9, frozenset(("b", "c")): 0.9}) == []
+
+
+def test_integer_labels_are_bookkeeping_by_content_but_rounded_measurements_and_counts_are_not():
+    rng = np.random.default_rng(0)
+    plates = rng.choice(np.arange(266, 8000), size=400, replace=False)
+    plate = rng.choice(plates, size=8000)  # objects observed on 400 plates: ~20 rows per plate number
+    mjd = 51000 + rng.choice(rng.choice(7000, 300, replace=False), size=8000)
+    assert column_kind("c15", None, plate.astype(float)) == "bookkeeping"
+    assert column_kind("c16", None, mjd.astype(float)) == "bookkeeping"
+    mass = np.round(rng.normal(4200, 800, 344) / 25) * 25  # a mass written to 25 g: its lattice is filled
+    counts = rng.poisson(rng.lognormal(3, 1, 8000))  # a heavy-tailed count
+    votes = rng.integers(10, 100, 5000)
+    fiber = rng.integers(1, 1000, 10000)
+    for values in (mass, counts, votes, fiber, rng.integers(1, 7, 5000)):
+        assert column_kind("c3", None, values.astype(float)) is None
+
+
+def test_prepare_says_why_an_unnamed_integer_column_is_bookkeeping():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"c1": rng.choice(rng.choice(np.arange(300, 9000), 300, replace=False), 3000),
+                          "c2": rng.normal(size=3000)})
+    table = prepare_frame(frame)
+    info = table.info
+    assert info["c1"].kind == "bookkeeping" and any("label groups of rows" in n for n in info["c1"].notes)
+    assert info["c2"].kind is None

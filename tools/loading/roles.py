@@ -217,7 +217,39 @@ def column_kind(name: str, unit: str | None, values: np.ndarray | None = None,
         return "magnitude"
     if integer and _COUNT_NAMES.search(flat) and len(fin) and fin.min() >= 0:
         return "count"
+    if integer and looks_like_codes(fin):
+        return "bookkeeping"
     return None
+
+
+CODE_MIN_ROWS = 100
+CODE_MIN_SHARE = 3.0
+"""Rows per distinct value at least this (objects grouped by plate, run, night ...)."""
+CODE_MAX_OCCUPANCY = 0.25
+"""Share of the lattice points inside the interquartile range that hold a value, at most this."""
+
+
+def looks_like_codes(fin: np.ndarray) -> bool:
+    """True for integers that label groups of rows rather than measure something (plate, run or MJD numbers
+    in a table whose names say nothing): each value is shared by several rows, yet most integers between
+    the quartiles, counted in the column's own step (25 for masses written to 25 g), never occur. A measured
+    quantity rounded to a step fills its lattice where its density is highest; labels do not.
+
+    Args:
+        fin: The column's finite values, all integers.
+    """
+    if len(fin) < CODE_MIN_ROWS:
+        return False
+    distinct = np.unique(fin)
+    if len(distinct) < 8 or len(fin) / len(distinct) < CODE_MIN_SHARE:
+        return False  # few distinct values: a discrete column, handled as such
+    step = float(np.gcd.reduce(np.diff(distinct).astype(np.int64)))
+    q1, q3 = np.percentile(fin, [25, 75])
+    slots = (q3 - q1) / step + 1
+    if step <= 0 or slots < 8:
+        return False
+    inside = np.count_nonzero((distinct >= q1) & (distinct <= q3))
+    return inside / slots <= CODE_MAX_OCCUPANCY
 
 
 # Photometric bands from blue to red; a column's band is found from its name.
