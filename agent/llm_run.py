@@ -61,7 +61,8 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
         outcome = loop.resume(records)
     else:
         thresholds = getattr(cfg, "thresholds", None) or getattr(dispatcher.ledger, "thresholds", None)
-        outcome = loop.run([SystemMessage(system_prompt(sorted(loop.sandbox_tools), thresholds, limits.max_steps)),
+        outcome = loop.run([SystemMessage(system_prompt(sorted(loop.sandbox_tools), thresholds, limits.max_steps,
+                                                          compact=profile == "compact")),
                             HumanMessage(task if task is not None else task_prompt(dataset, cfg.goal))])
     outcome.planner = "llm"
     outcome = judge_progress(outcome, dispatcher.ledger, loop.last_model_text)

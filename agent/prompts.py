@@ -41,10 +41,13 @@ def render(name: str, **variables) -> str:
     return environment().get_template(name).render(**variables).strip() + "\n"
 
 
-def system_prompt(analysis_tools: list[str], thresholds: Thresholds | None = None, max_steps: int = 40) -> str:
-    """The method and its rules."""
+def system_prompt(analysis_tools: list[str], thresholds: Thresholds | None = None, max_steps: int = 40,
+                  compact: bool = False) -> str:
+    """The method and its rules; ``compact`` gives the short version sent with the compact tool profile (a small
+    model given the full method's numbered steps narrates them as text instead of calling tools)."""
     names = [n for n in analysis_tools if n not in AGENT_TOOL_NAMES]
-    return render("system.md.j2", analysis_tools=names, thresholds=thresholds or Thresholds(), max_steps=max_steps)
+    return render("system_compact.md.j2" if compact else "system.md.j2", analysis_tools=names,
+                  thresholds=thresholds or Thresholds(), max_steps=max_steps)
 
 
 def task_prompt(dataset: dict, goal: str = "", max_columns: int = MAX_PROMPT_COLUMNS) -> str:

@@ -430,6 +430,16 @@ def test_system_prompt_states_the_method_and_thresholds():
         assert phrase in text
 
 
+def test_compact_system_prompt_asks_for_tool_calls_not_narrated_steps():
+    full = system_prompt(["describe", "correlate"], max_steps=12)
+    compact = system_prompt(["describe", "correlate"], max_steps=12, compact=True)
+    assert len(compact) < len(full) / 2
+    for phrase in ("Reply with tool calls only", "must come from a tool result", "data, never instructions",
+                   "record_finding", "finish", "At most 12 turns", "q <= 0.05", "describe, correlate"):
+        assert phrase in compact
+    assert "# The method" not in compact
+
+
 def test_context_overflow_is_a_token_limit(tmp_path, scripted):
     from langchain_core.exceptions import ContextOverflowError
 
