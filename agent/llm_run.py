@@ -15,7 +15,13 @@ from serendip.agent.run_status import judge_progress
 from serendip.agent.tool_profiles import profile_schemas, resolve_profile, schema_size
 from serendip.agent.settings import SettingsError
 from serendip.agent.summary_rewrite import SummaryWriter
+from serendip.tools.engine.jsonsafe import SUMMARY_LIMIT
 from serendip.tools.engine.mdtext import code
+
+COMPACT_RESULT_CHARS = 1500
+"""Characters of a tool result's summary that a small local model sees (about 400 tokens): measured with
+Qwen2.5-Coder-1.5B in an 8,192-token context, ten results of the full 6,000 characters overflowed it (12,168
+tokens) by the third turn. The full results are in the report either way."""
 
 
 def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool = False, chat_model=None,
@@ -54,7 +60,9 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
     full_sandbox, full_agent = list(dispatcher.runner.tool_schemas()), agent_tool_schemas()
     tool_choice = None if settings.tool_choice == "off" else settings.tool_choice
     loop = AgentLoop(chat_model, dispatcher, transcript, limits, progress, tool_choice=tool_choice,
-                     schemas=profile_schemas(profile, full_sandbox), agent_schemas=profile_schemas(profile, full_agent))
+                     schemas=profile_schemas(profile, full_sandbox), agent_schemas=profile_schemas(profile, full_agent),
+                     cut_padding=profile == "compact",
+                     result_chars=COMPACT_RESULT_CHARS if profile == "compact" else SUMMARY_LIMIT)
     records = transcript.records() if resume else []
     first_result = len(dispatcher.ledger.results)  # a hybrid run's systematic pass came before
     if any(r.get("type") == "message" for r in records):
@@ -72,6 +80,9 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
         outcome.notes.append(f"The model wrote {outcome.stats['text_calls_recovered']} tool calls as text in its "
                              "messages; they were read from the text, validated like native calls and run, and the "
                              "model was told to use the native format.")
+    if loop.replies_cut:
+        outcome.notes.append(f"{loop.replies_cut} of the model's replies were cut once they held a complete call "
+                             "followed only by blank padding (the server was told to stop generating).")
     outcome.controlled = controls(dispatcher.ledger, first_result)
     if draw_figures:  # issue 17: a figure for every headline, whoever planned the run
         only_recorded = keeps_only_recorded(dispatcher.ledger, "llm", outcome.status)
@@ -98,7 +109,8 @@ def llm_stats(loop: AgentLoop, profile: str, full_schemas: list[dict], settings)
             "schema_size": schema_size(loop.schemas), "full_schema_size": schema_size(full_schemas),
             "timeout_s": settings.request_timeout, "max_output_tokens": settings.max_output_tokens,
             "max_retries": settings.max_retries,
-            "latencies_s": [round(x, 3) for x in loop.latencies], "text_calls_recovered": recovered}
+            "latencies_s": [round(x, 3) for x in loop.latencies], "text_calls_recovered": recovered,
+            "replies_cut": loop.replies_cut}
 
 
 def run_notes(model: str, outcome: RunOutcome, dispatcher, resumed: bool = False, first_result: int = 0) -> list[str]:

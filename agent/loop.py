@@ -27,8 +27,9 @@ from serendip.agent.models import ModelAdapter, RetryPolicy
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.prompts import reminder_prompt, wrap_up_prompt
 from serendip.agent.settings import Settings
+from serendip.agent.reply_cut import PAD_ALONE, reply_is_done, trailing_whitespace  # issue 9
 from serendip.agent.text_tool_calls import native_format_note, recover_text_calls  # issue 9
-from serendip.tools.engine.jsonsafe import dumps, to_jsonable
+from serendip.tools.engine.jsonsafe import SUMMARY_LIMIT, dumps, to_jsonable
 
 MAX_CANDIDATES_SHOWN = 15
 MAX_CALLS_PER_TURN = 10
@@ -104,9 +105,16 @@ def candidates_brief(ledger, ids: list[str]) -> list[dict]:
     return out
 
 
-def result_text(result, candidate_ids: list[str], ledger) -> str:
-    """The ToolMessage text of a sandbox result: its model face, with the ids of the candidates it proposed."""
-    payload = json.loads(result.for_model())
+STATE_CHANGING_TOOLS = frozenset({"select", "derive", "transform", "residualize"})
+"""Tools that change the table or the row selection, after which repeating a call may give another answer."""
+METHOD_ORDER = ("describe", "correlate", "pca", "cluster", "outliers")
+"""The usual order of the first analysis calls (the system prompt's)."""
+
+
+def result_text(result, candidate_ids: list[str], ledger, limit: int = SUMMARY_LIMIT) -> str:
+    """The ToolMessage text of a sandbox result: its model face (summary bounded to ``limit`` characters), with
+    the ids of the candidates it proposed."""
+    payload = json.loads(result.for_model(limit))
     if candidate_ids:
         payload.pop("candidate_findings", None)
         payload["candidates"] = candidates_brief(ledger, candidate_ids)
@@ -140,13 +148,18 @@ class AgentLoop:
             the answer streamed as it is written; set it and the model is streamed), 'tool_start'
             (``{"call_id", "tool", "arguments"}``), 'tool_end' (the same plus ``ok``, ``elapsed_s``,
             ``result`` (a ToolResult, sandbox tools only) and ``content``) and 'retry' (``{"error", "delay_s"}``).
+        cut_padding: Stream every reply and stop reading it once it holds a complete text call followed only by
+            padding (small local models, see :mod:`~serendip.agent.reply_cut`).
+        result_chars: Most characters of a tool result's summary in the model's context (small local models
+            have contexts of a few thousand tokens).
     """
 
     def __init__(self, chat_model, dispatcher, transcript, limits: LoopLimits | None = None, progress=None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  tool_choice: str | None = None, schemas: list[dict] | None = None,
                  agent_schemas: list[dict] | None = None,
-                 on_event: Callable[[str, dict], None] | None = None) -> None:
+                 on_event: Callable[[str, dict], None] | None = None, cut_padding: bool = False,
+                 result_chars: int = SUMMARY_LIMIT) -> None:
         self.dispatcher = dispatcher
         self.transcript = transcript
         self.limits = limits or LoopLimits()
@@ -173,6 +186,10 @@ class AgentLoop:
         self.summary = ""
         self.finished = False
         self.no_tool_streak = 0
+        self.cut_padding = cut_padding  # small local models: stream and stop reading once the reply only pads
+        self.replies_cut = 0
+        self.result_chars = result_chars
+        self.calls_made: dict[str, str] = {}
         self.warned = False
         self._replaying = False
         self._logged_calls: set[str] = set()
@@ -322,11 +339,23 @@ class AgentLoop:
             record["ok"] = False
             record["refused"] = "repeated_failures"
             self._say("done", f"step {self.steps}: {name} refused after {self.failures[name]} failures in a row")
+        elif self._earlier_result(name, arguments) is not None:
+            earlier = self._earlier_result(name, arguments)
+            self.failures[name] = self.failures.get(name, 0) + 1
+            content = tool_error(name, f"This exact call was already made and nothing has changed since: its result "
+                                       f"is {earlier}, above. Do not repeat it; call the next tool instead "
+                                       f"(not yet called: {', '.join(self._not_yet_called()) or 'finish'}).")
+            record["ok"] = False
+            record["refused"] = "repeated_call"
+            self._say("done", f"step {self.steps}: {name} refused, a repeat of {earlier}")
         else:
             result = self.dispatcher.call(name, arguments, self.steps)
             self.failures[name] = 0 if result.ok else self.failures.get(name, 0) + 1
-            content = result_text(result, self.dispatcher.candidate_ids.get(result.id, []), self.dispatcher.ledger)
+            content = result_text(result, self.dispatcher.candidate_ids.get(result.id, []), self.dispatcher.ledger,
+                                  self.result_chars)
             record.update(ok=result.ok, result_id=result.id)
+            if result.ok:
+                self._remember_call(name, arguments, result.id)
             self._say("done", f"step {self.steps}: {result.id} {name} "
                               f"{'ok' if result.ok else 'error: ' + safe(result.error, 60)}")
         if parse_error:
@@ -336,6 +365,27 @@ class AgentLoop:
         self._append(ToolMessage(content=content, tool_call_id=call_id), role="tool", extra=record)
         self._emit("tool_end", {**event, "ok": record["ok"], "elapsed_s": time.monotonic() - started,
                                 "result": result, "content": content})
+
+    # ------------------------------------------------------------------ repeated calls
+    @staticmethod
+    def _call_key(name: str, arguments) -> str:
+        return name + json.dumps(arguments, sort_keys=True, default=str)
+
+    def _earlier_result(self, name: str, arguments) -> str | None:
+        """The id of a successful earlier call identical to this one with nothing changed since (small models
+        repeat their first call turn after turn), or None."""
+        return self.calls_made.get(self._call_key(name, arguments))
+
+    def _remember_call(self, name: str, arguments, result_id: str) -> None:
+        if name in STATE_CHANGING_TOOLS:  # the table changed: every earlier call may now give another answer
+            self.calls_made.clear()
+        else:
+            self.calls_made[self._call_key(name, arguments)] = result_id
+
+    def _not_yet_called(self) -> list[str]:
+        """The usual next tools that have not run successfully yet, in the order of the method."""
+        done = {r.tool for r in self.dispatcher.ledger.results.values() if r.ok}
+        return [t for t in METHOD_ORDER if t in self.sandbox_tools and t not in done]
 
     def _refuse(self, call: dict, message: str) -> None:
         content = tool_error(str(call.get("name")), message)
@@ -368,18 +418,31 @@ class AgentLoop:
 
     def _call(self, messages: list[BaseMessage], **kwargs) -> AIMessage:
         """One request to the model (the adapter retries it): streamed when a front-end listens."""
-        if self.on_event is None:
+        if self.on_event is None and not self.cut_padding:
             return self.model.invoke(messages, **kwargs)
         return self._stream(messages, **kwargs)
 
     def _stream(self, messages: list[BaseMessage], **kwargs) -> AIMessage:
         """One streamed model call: each piece of text goes to ``on_event('token', ...)`` as it arrives."""
         merged = None
-        for chunk in self.model.stream(messages, **kwargs):
+        text_so_far = ""
+        if self.cut_padding:
+            kwargs = {"stream_usage": True, **kwargs}  # token counts of replies read to the end
+        stream = self.model.stream(messages, **kwargs)
+        for chunk in stream:
             text = chunk.content if isinstance(chunk.content, str) else message_text(chunk)
             if text:
                 self._emit("token", {"text": text})
+                text_so_far += text
             merged = chunk if merged is None else merged + chunk
+            if self.cut_padding and text and not getattr(chunk, "tool_call_chunks", None) \
+                    and reply_is_done(text_so_far, self.tool_names):
+                stream.close()  # closes the HTTP response: the server stops generating
+                self.replies_cut += 1
+                self.transcript.append({"type": "reply_cut", "step": self.steps + 1, "chars": len(text_so_far),
+                                        "why": "the reply held a complete call, then only padding"
+                                        if trailing_whitespace(text_so_far) < PAD_ALONE else "only padding"})
+                break
         if merged is None:
             return AIMessage(content="")
         message = message_chunk_to_message(merged)

@@ -14,6 +14,7 @@ writes every retry to the transcript (with the offending reply, bounded), and en
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -106,6 +107,20 @@ def names_tool_choice(exc: BaseException) -> bool:
     return "tool_choice" in text or "tool choice" in text
 
 
+CONTEXT_OVERFLOW = re.compile(r"exceeds the available context size|maximum context length|context length exceeded|"
+                              r"context_length_exceeded|prompt is too long|too many tokens", re.I)
+"""How servers say the conversation no longer fits (llama.cpp: 'request (12168 tokens) exceeds the available
+context size (8192 tokens)'; vLLM: 'maximum context length is ... tokens'); LangChain raises its own
+ContextOverflowError only for OpenAI's error code."""
+
+
+def is_context_overflow(exc: BaseException) -> bool:
+    """True for a provider's refusal of a conversation longer than the model's context."""
+    if isinstance(exc, ContextOverflowError):
+        return True
+    return isinstance(exc, openai.BadRequestError) and bool(CONTEXT_OVERFLOW.search(f"{exc} {getattr(exc, 'body', '')}"))
+
+
 def retry_after(exc: BaseException) -> float:
     """Seconds the provider asked us to wait (Retry-After header), or 0."""
     response = getattr(exc, "response", None)
@@ -142,6 +157,13 @@ class ReplyRecorder:
             self.last = ""
 
 
+LOCAL_STOP_SEQUENCES = ("<|im_start|>", "<|eot_id|>", "\n\n\n\n\n\n\n\n")
+"""Where a reply from a small local model has ended, sent as ``stop`` to loopback servers. Measured with
+Qwen2.5-Coder-1.5B on llama-server: after its call (fenced JSON) it pads until ``max_tokens``, with blank lines
+or with new turn headers (``<|im_start|>`` of ChatML; ``<|eot_id|>`` is Llama 3's). Stopping there keeps the
+call and saves up to 100 s of a 512-token reply on 2 cores. Eight newlines in a row end no useful reply."""
+
+
 def build_chat_model(settings: Settings):
     """A LangChain ``ChatOpenAI`` for ``settings``; it does no retries of its own (:class:`ModelAdapter` does).
 
@@ -165,6 +187,8 @@ def build_chat_model(settings: Settings):
             # Many OpenAI-compatible servers (llama-cpp-python's llama_cpp.server, older Ollama and vLLM) read
             # only the classic max_tokens and silently ignore max_completion_tokens: a reply is then unbounded.
             kwargs["extra_body"] = {"max_tokens": settings.max_output_tokens}
+    if settings.is_loopback:
+        kwargs["stop"] = list(LOCAL_STOP_SEQUENCES)
     recorder = ReplyRecorder()
     client = openai.DefaultHttpxClient(event_hooks={"response": [recorder]})
     client.serendip_recorder = recorder
@@ -241,7 +265,7 @@ class ModelAdapter:
             if kind is None:
                 raise
             reason = one_line(exc)
-            if isinstance(exc, ContextOverflowError):
+            if is_context_overflow(exc):
                 raise Stop("token_limit", f"the conversation no longer fits the model's context: {reason}") from None
             if kind == "fatal":
                 self._record(exc, attempt=1, delay=None)
@@ -262,7 +286,7 @@ class ModelAdapter:
     # ------------------------------------------------------------------ tenacity hooks
     @staticmethod
     def _retryable(exc: BaseException) -> bool:
-        return provider_failure(exc) in ("transient", "malformed") and not isinstance(exc, ContextOverflowError)
+        return provider_failure(exc) in ("transient", "malformed") and not is_context_overflow(exc)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -294,7 +294,7 @@ def test_step_limit_warns_then_stops(tmp_path, planted_tools, scripted):
     wrap_ups = [m for m in model.requests[-1] if isinstance(m, HumanMessage) and "budget is nearly spent" in m.content]
     assert len(wrap_ups) == 1 and "2 turns left" in wrap_ups[0].content
     assert model.requests[2][-1] is not None and "budget is nearly spent" in model.requests[2][-1].content
-    assert planted_tools["t_profile"] == 4
+    assert planted_tools["t_profile"] == 1  # its three repeats were refused as repeats, each still a turn
 
 
 def test_token_limit(tmp_path, planted_tools, scripted):
@@ -456,9 +456,30 @@ def test_too_many_calls_in_one_turn_are_refused(tmp_path, planted_tools, scripte
                      turn(tool_call("finish", {"summary": "ok"})))
     assert run.llm(model).status == "completed"
     replies = [json.loads(m.content) for m in last_tool_messages(model.requests[1])]
-    assert len(replies) == MAX_CALLS_PER_TURN + 2 and planted_tools["t_profile"] == MAX_CALLS_PER_TURN
+    # the first call runs; its repeats in the same turn are refused (as repeats, then as a tool refused too
+    # often), and the calls past the cap as such
+    assert len(replies) == MAX_CALLS_PER_TURN + 2 and planted_tools["t_profile"] == 1
+    assert all("already made" in r["error"] or "times in a row" in r["error"]
+               for r in replies[1:MAX_CALLS_PER_TURN])
     assert all("tool calls are run per turn" in r["error"] for r in replies[-2:])
     assert_every_call_answered(model.requests[1])
+
+
+# ---------------------------------------------------------------------- repeated calls
+def test_an_exact_repeat_is_refused_until_the_table_changes(tmp_path, planted_tools, scripted):
+    run = Run(tmp_path)
+    pair = {"columns": ["x", "y"]}
+    model = scripted(turn(tool_call("t_correlate", pair)), turn(tool_call("t_correlate", pair)),
+                     turn(tool_call("t_correlate", {"columns": ["y", "x"]})),
+                     turn(tool_call("select", {"expression": "x > 0"})), turn(tool_call("t_correlate", pair)),
+                     turn(tool_call("finish", {"summary": "done"})))
+    assert run.llm(model).status == "completed"
+    refused = [r for r in run.records(type="message", role="tool") if r.get("refused") == "repeated_call"]
+    assert len(refused) == 1
+    error = json.loads(refused[0]["content"])["error"]
+    assert "already made" in error and "R1" in error and "not yet called" in error
+    # other arguments run; after the selection changed the rows, the same call runs again
+    assert planted_tools["t_correlate"] == 3
 
 
 # ---------------------------------------------------------------------- repeated failing calls

@@ -281,3 +281,54 @@ def test_tool_choice_refusal_does_not_use_up_the_retries(tmp_path):
     with stub(script) as server:
         outcome, _, _ = run(server, tmp_path, table, planner="llm", max_retries=1)
     assert outcome.status == "completed" and len(server.requests) == 3
+
+
+def test_a_call_followed_by_padding_is_cut_and_run(tmp_path):
+    # Measured with Qwen2.5-Coder-1.5B on llama-server: a fenced call, then newlines until max_tokens.
+    padded = ('```json\n{"name": "describe", "arguments": {"columns": ["x", "y"]}}\n```' + "\n" * 300
+              + "never read")
+    table = write_table(tmp_path)
+    with stub([text_reply(padded), tool_calls_reply(("finish", {"summary": "stub end"}))]) as server:
+        outcome, out, records = run(server, tmp_path, table, planner="llm", tool_choice="off")
+    assert server.requests[0]["stream"] is True and server.requests[0]["stream_options"] == {"include_usage": True}
+    cut = [r for r in records if r["type"] == "reply_cut"]
+    assert len(cut) == 1 and "complete call" in cut[0]["why"]
+    first = next(r for r in records if r.get("role") == "assistant")
+    assert "never read" not in json.dumps(first) and first["recovered_from_text"]
+    assert any(r["type"] == "tool_result" and r["tool"] == "describe" and r["ok"] for r in records)
+    assert json.loads((out / "run.json").read_text())["llm"]["replies_cut"] == 1
+    assert outcome.status == "completed"
+
+
+def test_reply_is_done_only_after_a_whole_call_and_padding():
+    from serendip.agent.reply_cut import PAD_ALONE, reply_is_done
+
+    names = ["describe", "finish"]
+    call = '```json\n{"name": "describe", "arguments": {}}\n```'
+    assert reply_is_done(call + "\n" * 20, names)
+    assert not reply_is_done(call + "\n" * 3, names)  # a short gap: more calls may follow
+    assert not reply_is_done('```json\n{"name": "describe", "arguments": {' + "\n" * 40, names)  # not complete
+    assert not reply_is_done("Let me think.\n\n" + " " * 40, names)  # prose, no call yet
+    assert reply_is_done("\n" * PAD_ALONE, names)
+
+
+def test_loopback_requests_stop_where_small_models_pad(tmp_path):
+    table = write_table(tmp_path)
+    with stub([tool_calls_reply(("describe", {})), tool_calls_reply(("finish", {"summary": "stub end"}))]) as server:
+        run(server, tmp_path, table, planner="llm", tool_choice="off")
+    assert server.requests[0]["stop"] == ["<|im_start|>", "<|eot_id|>", "\n" * 8]
+
+
+def test_a_local_server_refusing_an_overlong_conversation_ends_token_limit(tmp_path):
+    table = write_table(tmp_path)
+    overflow = error_reply(400, "request (12168 tokens) exceeds the available context size (8192 tokens), try "
+                                "increasing it")
+    with stub([tool_calls_reply(("describe", {})), overflow]) as server:
+        outcome, out, records = run(server, tmp_path, table, planner="llm", tool_choice="off")
+    assert outcome.status == "token_limit" and "no longer fits" in outcome.reason
+    assert len(server.requests) == 2  # not retried
+    # the describe result went to the small model bounded to the compact profile's size
+    from serendip.agent.llm_run import COMPACT_RESULT_CHARS
+
+    tool_messages = [m for m in server.requests[1]["messages"] if m["role"] == "tool"]
+    assert tool_messages and COMPACT_RESULT_CHARS / 2 < len(tool_messages[0]["content"]) <= COMPACT_RESULT_CHARS + 500

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from serendip.tools.engine.jsonsafe import bound_summary, dumps, to_jsonable
+from serendip.tools.engine.jsonsafe import SUMMARY_LIMIT, bound_summary, dumps, to_jsonable
 
 FINDING_KINDS = ("trend", "group", "outlier", "data_quality")
 DETAILS_LIMIT = 500_000
@@ -61,11 +61,12 @@ class ToolResult:
         """True when the call succeeded."""
         return self.error is None
 
-    def for_model(self) -> str:
-        """The text the model sees: result id, status and the bounded summary (or the error)."""
+    def for_model(self, limit: int = SUMMARY_LIMIT) -> str:
+        """The text the model sees: result id, status and the summary bounded to ``limit`` characters (or the
+        error)."""
         if self.error is not None:
             return dumps({"result_id": self.id, "tool": self.tool, "ok": False, "error": self.error})
-        payload = {"result_id": self.id, "tool": self.tool, "ok": True, "summary": bound_summary(self.summary)}
+        payload = {"result_id": self.id, "tool": self.tool, "ok": True, "summary": bound_summary(self.summary, limit)}
         if self.findings:
             payload["candidate_findings"] = [
                 {"title": str(f.get("title"))[:200], "kind": f.get("kind"), "columns": (f.get("columns") or [])[:6]}
