@@ -6,7 +6,9 @@ one-line descriptions, for small local models: every request to a CPU server pay
 prompt-processing time, and a small model follows a short schema more reliably. Arguments left out of the
 compact schema keep the tool's defaults, which are the autopilot's choices (what the systematic pass uses
 when it does not pass them), and a call is still validated against the full tool, so the compact profile
-changes what the model reads, never what a call may do.
+changes what the model reads, never what a call may do. A small model fills in every optional argument it
+is shown (Qwen2.5-Coder-1.5B gave correlate a categorical target and the target itself as a control, four
+calls in a row), so the compact profile shows only the arguments a first look needs.
 
 The profile is chosen by a setting (``tool_profile``: full, compact or auto); ``auto`` picks compact for a
 model served on a loopback address (a local server) and full otherwise.
@@ -38,8 +40,7 @@ def _enum(values: list[str]) -> dict:
 COMPACT: dict[str, tuple[str, dict, list[str]]] = {
     "describe": ("Profile the table: column roles, units, missing values, ranges.", {"columns": _COLUMNS}, []),
     "correlate": ("Rank correlations between columns with FDR q-values; proposes trend candidates.",
-                  {"columns": _COLUMNS, "target": _col("Only pairs with this column."),
-                   "control": {**_LIST, "description": "Partial these out first."}}, []),
+                  {"columns": _COLUMNS}, []),
     "pca": ("Principal components: main axes of variation and whether one dominates.", {"columns": _COLUMNS}, []),
     "umap": ("2-D UMAP embedding of the rows (slow on big tables); name it in cluster(embedding=...).",
              {"columns": _COLUMNS}, []),
