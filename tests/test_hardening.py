@@ -298,8 +298,11 @@ def test_crash_records_the_step_count_not_the_tool_call_count(tmp_path, monkeypa
         return real_call(self, name, arguments, result_id)
 
     monkeypatch.setattr(LocalRunner, "call", crashing_call)
-    model = ScriptedChatModel(script=[turn(tool_call("describe"), tool_call("describe"), tool_call("describe")),
-                                      turn(tool_call("describe"))])
+    # distinct arguments: an exact repeat of a successful call is refused before it reaches the runner
+    model = ScriptedChatModel(script=[turn(tool_call("describe", {"columns": ["x"]}),
+                                           tool_call("describe", {"columns": ["y"]}),
+                                           tool_call("describe", {"columns": ["z"]})),
+                                      turn(tool_call("describe", {"columns": ["x", "y"]}))])
     cfg = ExploreConfig(table=str(table), out=str(tmp_path / "run"), model="scripted", in_process=True, max_steps=5)
     outcome, out = explore(cfg, chat_model=model)
     run = json.loads((out / "run.json").read_text())

@@ -1,4 +1,4 @@
-"""Partitioned datasets (issue 15), end to end: a partitioned Parquet dataset (2M rows with SERENDIP_SCALE_TEST_ROWS, 200k by default) with planted groups, a
+"""Partitioned datasets (issue 15), end to end: a partitioned Parquet dataset (2M rows with SERENDIP_SCALE_TEST_ROWS, 100k by default) with planted groups, a
 planted trend and 0.5% outliers, explored through a LocalCluster of two 256 MiB workers."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 # The issue's 2M rows take ~5 min of a 2-core CI machine (the suite's budget is 10 min), so the suite runs
-# the same path on 200k rows; SERENDIP_SCALE_TEST_ROWS=2000000 runs the full size.
-N_ROWS = int(os.environ.get("SERENDIP_SCALE_TEST_ROWS", "200000"))
+# the same path on 100k rows; SERENDIP_SCALE_TEST_ROWS=2000000 runs the full size.
+N_ROWS = int(os.environ.get("SERENDIP_SCALE_TEST_ROWS", "100000"))
 # The suite fits the models on a 3,000-row sample (--sample-rows); the full size uses what the budget holds.
 SAMPLE_ROWS = None if N_ROWS >= 1_000_000 else 3000
 
