@@ -27,7 +27,7 @@ from serendip.agent.models import ModelAdapter, RetryPolicy
 from serendip.agent.outcome import RunOutcome
 from serendip.agent.prompts import reminder_prompt, wrap_up_prompt
 from serendip.agent.settings import Settings
-from serendip.agent.reply_cut import PAD_ALONE, reply_is_done, trailing_whitespace  # issue 9
+from serendip.agent.reply_cut import why_reply_is_done  # issue 9
 from serendip.agent.text_tool_calls import native_format_note, recover_text_calls  # issue 9
 from serendip.tools.engine.jsonsafe import SUMMARY_LIMIT, dumps, to_jsonable
 
@@ -339,8 +339,7 @@ class AgentLoop:
             record["ok"] = False
             record["refused"] = "repeated_failures"
             self._say("done", f"step {self.steps}: {name} refused after {self.failures[name]} failures in a row")
-        elif self._earlier_result(name, arguments) is not None:
-            earlier = self._earlier_result(name, arguments)
+        elif (earlier := self._earlier_result(name, arguments)) is not None:
             self.failures[name] = self.failures.get(name, 0) + 1
             content = tool_error(name, f"This exact call was already made and nothing has changed since: its result "
                                        f"is {earlier}, above. Do not repeat it; call the next tool instead "
@@ -435,13 +434,13 @@ class AgentLoop:
                 self._emit("token", {"text": text})
                 text_so_far += text
             merged = chunk if merged is None else merged + chunk
-            if self.cut_padding and text and not getattr(chunk, "tool_call_chunks", None) \
-                    and reply_is_done(text_so_far, self.tool_names):
+            why = (why_reply_is_done(text_so_far, self.tool_names)
+                   if self.cut_padding and text and not getattr(chunk, "tool_call_chunks", None) else None)
+            if why:
                 stream.close()  # closes the HTTP response: the server stops generating
                 self.replies_cut += 1
                 self.transcript.append({"type": "reply_cut", "step": self.steps + 1, "chars": len(text_so_far),
-                                        "why": "the reply held a complete call, then only padding"
-                                        if trailing_whitespace(text_so_far) < PAD_ALONE else "only padding"})
+                                        "why": why})
                 break
         if merged is None:
             return AIMessage(content="")

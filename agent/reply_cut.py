@@ -24,9 +24,9 @@ def trailing_whitespace(text: str) -> int:
     return len(text) - len(text.rstrip())
 
 
-def reply_is_done(text: str, known_names) -> bool:
-    """True when a streamed reply's text can be cut: a complete text tool call followed by at least
-    :data:`PAD_AFTER_CALL` whitespace characters, or :data:`PAD_ALONE` of them after anything.
+def why_reply_is_done(text: str, known_names) -> str | None:
+    """Why a streamed reply's text can be cut, or None while it cannot: a complete text tool call followed by
+    at least :data:`PAD_AFTER_CALL` whitespace characters, or :data:`PAD_ALONE` of them after anything.
 
     Args:
         text: The reply's text so far.
@@ -34,8 +34,10 @@ def reply_is_done(text: str, known_names) -> bool:
     """
     pad = trailing_whitespace(text)
     if pad >= PAD_ALONE:
-        return True
+        return "only padding"
     if pad < PAD_AFTER_CALL:
-        return False
+        return None
     body = text.rstrip()
-    return body.endswith(CALL_ENDINGS) and bool(parse_text_tool_calls(body, known_names))
+    if body.endswith(CALL_ENDINGS) and parse_text_tool_calls(body, known_names):
+        return "the reply held a complete call, then only padding"
+    return None

@@ -301,15 +301,15 @@ def test_a_call_followed_by_padding_is_cut_and_run(tmp_path):
 
 
 def test_reply_is_done_only_after_a_whole_call_and_padding():
-    from serendip.agent.reply_cut import PAD_ALONE, reply_is_done
+    from serendip.agent.reply_cut import PAD_ALONE, why_reply_is_done
 
     names = ["describe", "finish"]
     call = '```json\n{"name": "describe", "arguments": {}}\n```'
-    assert reply_is_done(call + "\n" * 20, names)
-    assert not reply_is_done(call + "\n" * 3, names)  # a short gap: more calls may follow
-    assert not reply_is_done('```json\n{"name": "describe", "arguments": {' + "\n" * 40, names)  # not complete
-    assert not reply_is_done("Let me think.\n\n" + " " * 40, names)  # prose, no call yet
-    assert reply_is_done("\n" * PAD_ALONE, names)
+    assert why_reply_is_done(call + "\n" * 20, names) == "the reply held a complete call, then only padding"
+    assert why_reply_is_done(call + "\n" * 3, names) is None  # a short gap: more calls may follow
+    assert why_reply_is_done('```json\n{"name": "describe", "arguments": {' + "\n" * 40, names) is None  # unfinished
+    assert why_reply_is_done("Let me think.\n\n" + " " * 40, names) is None  # prose, no call yet
+    assert why_reply_is_done("\n" * PAD_ALONE, names) == "only padding"
 
 
 def test_loopback_requests_stop_where_small_models_pad(tmp_path):
