@@ -340,15 +340,16 @@ class Autopilot:
             if self.kinds.get(c) is None and med is not None and iqr is not None and 8 <= med <= 30 \
                     and 0.2 <= iqr <= 5:
                 candidates.append(c)
+        candidates = candidates[:12]
         if len(candidates) < 3:
             return {}
-        res = self.call("correlate", columns=candidates[:12])
+        res = self.call("correlate", columns=candidates)
         if not res.ok:
             return {}
         pairs = (res.details or {}).get("significant_pairs") or [
             [p.get("x"), p.get("y"), p.get("effect")] for p in res.summary.get("top_pairs") or []]
         rho = {frozenset((p[0], p[1])): float(p[2]) for p in pairs if p[2] is not None}
-        medians = {c: float(self.profile_info[c]["median"]) for c in candidates[:12]}
+        medians = {c: float(self.profile_info[c]["median"]) for c in candidates}
         ordered = dv.photometric_chain(medians, rho)
         if not ordered:
             return {}

@@ -59,10 +59,10 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
 
     full_sandbox, full_agent = list(dispatcher.runner.tool_schemas()), agent_tool_schemas()
     tool_choice = None if settings.tool_choice == "off" else settings.tool_choice
+    small = profile == "compact"  # a small local model: short prompt, bounded results, padding cut
     loop = AgentLoop(chat_model, dispatcher, transcript, limits, progress, tool_choice=tool_choice,
                      schemas=profile_schemas(profile, full_sandbox), agent_schemas=profile_schemas(profile, full_agent),
-                     cut_padding=profile == "compact",
-                     result_chars=COMPACT_RESULT_CHARS if profile == "compact" else SUMMARY_LIMIT)
+                     cut_padding=small, result_chars=COMPACT_RESULT_CHARS if small else SUMMARY_LIMIT)
     records = transcript.records() if resume else []
     first_result = len(dispatcher.ledger.results)  # a hybrid run's systematic pass came before
     if any(r.get("type") == "message" for r in records):
@@ -70,7 +70,7 @@ def run_llm(cfg, dispatcher, dataset: dict, transcript, progress, resume: bool =
     else:
         thresholds = getattr(cfg, "thresholds", None) or getattr(dispatcher.ledger, "thresholds", None)
         outcome = loop.run([SystemMessage(system_prompt(sorted(loop.sandbox_tools), thresholds, limits.max_steps,
-                                                          compact=profile == "compact")),
+                                                          compact=small)),
                             HumanMessage(task if task is not None else task_prompt(dataset, cfg.goal))])
     outcome.planner = "llm"
     outcome = judge_progress(outcome, dispatcher.ledger, loop.last_model_text)

@@ -123,6 +123,17 @@ def result_text(result, candidate_ids: list[str], ledger, limit: int = SUMMARY_L
     return dumps(to_jsonable(payload))
 
 
+def count_tokens(ai: AIMessage, messages: list[BaseMessage], extra_chars: int = 0) -> tuple[int, bool]:
+    """Tokens of one model call from the reply's usage metadata, else about four characters a token (the
+    messages, the reply and ``extra_chars`` more); and whether that is an estimate."""
+    usage = ai.usage_metadata or {}
+    total = usage.get("total_tokens") or (usage.get("input_tokens", 0) + usage.get("output_tokens", 0))
+    if total:
+        return int(total), False
+    chars = sum(len(message_text(m)) for m in messages) + len(message_text(ai)) + extra_chars
+    return max(1, chars // 4), True
+
+
 def tool_error(name: str, message: str) -> str:
     """The ToolMessage text of a call refused before reaching any tool."""
     return dumps({"tool": str(name)[:60], "ok": False, "error": message})
@@ -456,14 +467,9 @@ class AgentLoop:
             self.on_event(kind, payload)
 
     def _count_tokens(self, ai: AIMessage) -> tuple[int, bool]:
-        """Tokens of a call from the response's usage metadata; else about four characters a token."""
-        usage = ai.usage_metadata or {}
-        total = usage.get("total_tokens") or (usage.get("input_tokens", 0) + usage.get("output_tokens", 0))
-        if total:
-            return int(total), False
-        chars = sum(len(message_text(m)) for m in self.messages) + len(dumps(self.schemas))
-        chars += len(message_text(ai)) + sum(len(json.dumps(c.get("args"), default=str)) for c in ai.tool_calls)
-        return max(1, chars // 4), True
+        """Tokens of a call (see :func:`count_tokens`); the schemas sent count in an estimate."""
+        calls = sum(len(json.dumps(c.get("args"), default=str)) for c in ai.tool_calls)
+        return count_tokens(ai, self.messages, extra_chars=len(dumps(self.schemas)) + calls)
 
     # ------------------------------------------------------------------ limits
     def _maybe_wrap_up(self) -> None:

@@ -90,14 +90,10 @@ def reply_text(ai: AIMessage) -> str:
 
 
 def reply_tokens(ai: AIMessage, messages: list[BaseMessage]) -> int:
-    """Tokens of the request from the reply's usage metadata; else about four characters a token (as the loop
-    counts them)."""
-    usage = ai.usage_metadata or {}
-    total = usage.get("total_tokens") or (usage.get("input_tokens", 0) + usage.get("output_tokens", 0))
-    if total:
-        return int(total)
-    chars = sum(len(str(m.content)) for m in messages) + len(reply_text(ai))
-    return max(1, chars // 4)
+    """Tokens of the request, counted as the loop counts them (:func:`~serendip.agent.loop.count_tokens`)."""
+    from serendip.agent.loop import count_tokens
+
+    return count_tokens(ai, messages)[0]
 
 
 def template_text(findings: list[dict], ledger: Ledger) -> str:
@@ -137,11 +133,6 @@ def rewrite_problem(reply: str, template: str, ledger: Ledger, finding_ids: set[
     if missing:
         return f"it cites tool results this run does not have: {_listed(missing)}"
     return ""
-
-
-def _one_line(exc: Exception) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0][:200]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _listed(items: list[str], limit: int = 8) -> str:
@@ -192,7 +183,9 @@ def rewrite_summary(outcome: RunOutcome, findings: list[dict], ledger: Ledger, t
     try:
         reply, tokens, latency = writer.ask(template)
     except Exception as exc:  # noqa: BLE001 - a failed rewrite leaves the template; it must not lose the report
-        why = exc.reason if isinstance(exc, Stop) else _one_line(exc)
+        from serendip.agent.models import one_line
+
+        why = exc.reason if isinstance(exc, Stop) else one_line(exc, 200)
         verdict = {"status": "refused", "reason": f"the model call failed ({why})", "tokens": 0}
         transcript.append({"type": "summary_rewrite", "template": template, **verdict})
         return verdict

@@ -9,7 +9,7 @@ import pandas as pd
 
 from serendip.tools.loading.limits import parse_limits
 from serendip.tools.loading.names import make_unique_names
-from serendip.tools.loading.roles import bool_words, column_kind, infer_role, looks_like_codes
+from serendip.tools.loading.roles import bool_words, column_kind, infer_role
 from serendip.tools.loading.sentinels import mask_sentinels
 from serendip.tools.engine.table import ColumnInfo, Table
 
@@ -69,8 +69,8 @@ def prepare_frame(df: pd.DataFrame, *, clean: bool = True, units: ColumnMeta = N
             if ci.kind == "identifier" and ci.role == "numeric":
                 ci.role = "identifier"
                 ci.notes.append("integers too large for physics (float-rounded catalogue IDs): an identifier")
-            elif ci.kind == "bookkeeping" and looks_like_codes(numbers[np.isfinite(numbers)]) \
-                    and column_kind(name, ci.unit, None, names) != "bookkeeping":
+            elif ci.kind == "bookkeeping" and column_kind(name, ci.unit, None, names) != "bookkeeping":
+                # not bookkeeping by its name, so by its values (see looks_like_codes)
                 ci.notes.append("integers that label groups of rows (each value shared by several rows, most integers "
                                 "between the quartiles unused), as plate, run or date numbers do: survey "
                                 "bookkeeping, not analysed as a physical quantity")

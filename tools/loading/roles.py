@@ -246,7 +246,7 @@ def looks_like_codes(fin: np.ndarray) -> bool:
     step = float(np.gcd.reduce(np.diff(distinct).astype(np.int64)))
     q1, q3 = np.percentile(fin, [25, 75])
     slots = (q3 - q1) / step + 1
-    if step <= 0 or slots < 8:
+    if slots < 8:
         return False
     inside = np.count_nonzero((distinct >= q1) & (distinct <= q3))
     return inside / slots <= CODE_MAX_OCCUPANCY
