@@ -17,6 +17,8 @@ from scipy.spatial.distance import cdist
 
 from serendip.tools.engine.mdtext import code
 from serendip.tools.engine.numba_cache import APPROXIMATE_FROM_ROWS, UMAP_LOCK, import_umap
+from serendip.tools.cluster_methods import model_rows
+from serendip.tools.umap_neighbours import precomputed_knn, use_exact
 from serendip.tools.pca import components_for_variance, count, incomplete_rows, principal_components
 from serendip.tools.plot import figure_context, plain_text, save_figure
 from serendip.tools.engine.registry import tool
@@ -26,6 +28,8 @@ MIN_ROWS = 10
 DRIVER_ROWS = 100_000
 """Rows (a seeded sample) on which the Spearman correlations with the map axes are computed."""
 TRANSFORM_CHUNK = 200_000
+LARGE_TABLE_EPOCHS = 200
+"""umap-learn's layout epochs for a graph of more than 10,000 rows (also used for a sample of a larger table)."""
 MAX_DRIVERS_SHOWN = 8
 REGION_FEATURES = 4
 MAX_PLOT_POINTS = 50_000
@@ -120,9 +124,14 @@ def fit_umap(Z: np.ndarray, fit_idx: np.ndarray, n_neighbors: int, min_dist: flo
                               metric="precomputed")
             E[:] = model.fit_transform(cdist(Z, Z))
             return E
+        exact = use_exact(len(Z), len(fit_idx))  # exact neighbours, and nothing compiled per process
+        # umap-learn gives a graph of at most 10,000 rows 500 epochs, a larger one 200: a sample stands for the
+        # whole (larger) table, so it gets the large-table count rather than 2.5x the layout work.
         model = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed,
-                          transform_seed=seed)
+                          transform_seed=seed, n_epochs=LARGE_TABLE_EPOCHS if len(fit_idx) < len(Z) else None,
+                          precomputed_knn=precomputed_knn(Z[fit_idx], n_neighbors) if exact else (None, None, None))
         E[fit_idx] = model.fit_transform(Z[fit_idx])
+        model.n_epochs = None  # transform reads it too (a third of it); None gives umap's own count for the chunk
         rest = np.setdiff1d(np.arange(len(Z)), fit_idx)
         for start in range(0, len(rest), TRANSFORM_CHUNK):
             chunk = rest[start:start + TRANSFORM_CHUNK]
@@ -170,7 +179,7 @@ def umap_embed(session, columns: list[str] | None = None, scaling: Literal["stan
                n_pca: Annotated[int, Field(ge=2, le=50)] | None = None,
                n_neighbors: Annotated[int, Field(ge=2, le=200)] = 15,
                min_dist: Annotated[float, Field(ge=0.0, le=0.99)] = 0.1,
-               max_fit_rows: Annotated[int, Field(ge=500, le=100_000)] = 20_000,
+               max_fit_rows: Annotated[int, Field(ge=500, le=100_000)] | None = None,
                grid: Annotated[int, Field(ge=2, le=5)] = 3) -> ToolResult:
     """A seeded 2-D UMAP map of the rows, with the features that drive it and the typical object in each part.
 
@@ -190,6 +199,7 @@ def umap_embed(session, columns: list[str] | None = None, scaling: Literal["stan
         n_neighbors: UMAP neighbourhood size: small values show local detail, large ones global shape.
         min_dist: How tightly UMAP packs points (0 = clumps, larger = more even).
         max_fit_rows: Rows in the seeded sample the map is fitted on; the other rows are transformed.
+            Default: sized by the dimensions as for cluster (10,000-20,000).
         grid: The map is cut into grid x grid regions whose median objects are reported.
     """
     cols = session.resolve_columns(columns, param="columns")
@@ -210,6 +220,7 @@ def umap_embed(session, columns: list[str] | None = None, scaling: Literal["stan
         space_text = f"{k} principal components ({pc.ratio[:k].sum():.0%} of the variance) of {space_text}"
     n = len(Z)
     rng = session.rng(37)
+    max_fit_rows = max_fit_rows or model_rows(Z.shape[1])
     fit_idx = np.arange(n) if n <= max_fit_rows else np.sort(rng.choice(n, max_fit_rows, replace=False))
     if len(fit_idx) < n:
         notes.append(f"fitted on a seeded sample of {len(fit_idx)} of {n} rows; the other {n - len(fit_idx)} rows "

@@ -104,26 +104,31 @@ _imported = False
 
 
 def import_umap():
-    """``import umap`` with numba's on-disk cache configured and switched on for its functions."""
+    """``import umap`` with numba's on-disk cache configured and switched on for its functions, and its
+    transform's starting positions vectorised (:mod:`serendip.tools.umap_transform_init`)."""
     global _imported
     with UMAP_LOCK:
         if not _imported:
             configure()
             import umap  # noqa: F401  (lazy: ~15 s)
 
+            from serendip.tools.umap_transform_init import install
+
             enable_disk_cache()
+            install(umap)
             _imported = True
     import umap
 
     return umap
 
 
-def warm_up(n_rows: int, seed: int = 0) -> float:
+def warm_up(n_rows: int, seed: int = 0, fit_rows: int = 10_000) -> float:
     """Compile (or load from the cache) the code a UMAP fit and transform of ``n_rows`` rows runs.
 
-    A table of at least :data:`APPROXIMATE_FROM_ROWS` rows is fitted with pynndescent's approximate
-    neighbours, a smaller one with exact neighbours: the warm-up takes the same branch on
-    :data:`WARM_UP_ROWS` random rows. Returns the seconds taken.
+    A table of at least :data:`APPROXIMATE_FROM_ROWS` rows is fitted on a sample of ``fit_rows`` (the umap
+    tool's default) and the other rows transformed, with scikit-learn's exact neighbours or pynndescent's
+    (:mod:`serendip.tools.umap_neighbours`); a smaller one with precomputed distances: the warm-up takes the
+    same branch on :data:`WARM_UP_ROWS` random rows. Returns the seconds taken.
     """
     import numpy as np
 
@@ -139,8 +144,12 @@ def warm_up(n_rows: int, seed: int = 0) -> float:
                 umap.UMAP(n_components=2, n_neighbors=15, random_state=seed, n_epochs=20,
                           metric="precomputed").fit_transform(cdist(X, X))
             else:
+                from serendip.tools.umap_neighbours import precomputed_knn, use_exact
+
+                exact = use_exact(n_rows, min(n_rows, fit_rows))
                 model = umap.UMAP(n_components=2, n_neighbors=15, random_state=seed, transform_seed=seed, n_epochs=20,
-                                  force_approximation_algorithm=True)
+                                  precomputed_knn=precomputed_knn(X, 15) if exact else (None, None, None),
+                                  force_approximation_algorithm=not exact)
                 model.fit_transform(X)
                 model.transform(X[:20])
     return time.monotonic() - started
