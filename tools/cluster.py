@@ -258,7 +258,7 @@ def cluster(session, columns: list[str] | None = None,
             missing: Literal["drop", "impute"] = "drop",
             n_pca: Annotated[int, Field(ge=2, le=50)] | None = None,
             min_cluster_size: Annotated[int, Field(ge=2, le=1_000_000)] | None = None,
-            max_fit_rows: Annotated[int, Field(ge=1000, le=200_000)] = 50_000) -> ToolResult:
+            max_fit_rows: Annotated[int, Field(ge=1000, le=200_000)] | None = None) -> ToolResult:
     """Find groups of rows, test that they are real and stable, and say what separates them.
 
     Use it to look for populations (classes of objects, branches, sub-samples). The number of groups is
@@ -292,7 +292,8 @@ def cluster(session, columns: list[str] | None = None,
         missing: 'drop' rows with a missing value (they get label -1) or 'impute' the column median.
         n_pca: With space='pca': number of components (default: enough for 90% of the variance).
         min_cluster_size: For hdbscan: the smallest group (default: 1% of the fitted rows, at least 10).
-        max_fit_rows: Rows in the seeded sample the groups are fitted on (kmeans, gmm); the rest are assigned.
+        max_fit_rows: Rows in the seeded sample the groups are fitted on; the rest are assigned. Default:
+            sized by the dimensions (10 rows per dimension in a group of 2% of the rows; 10,000-20,000).
     """
     if k_min > k_max:
         raise session.fail(f"The 'k_min' parameter of cluster must not exceed k_max ({k_max}). Got {k_min} instead.")
@@ -320,9 +321,9 @@ def cluster(session, columns: list[str] | None = None,
                         "variance)")
 
     rng = session.rng(17)
-    cap = {"agglomerative": cm.AGGLOMERATIVE_MAX_ROWS, "hdbscan": cm.HDBSCAN_MAX_ROWS,
-           "gmm": cm.GMM_MAX_ROWS, "auto": cm.GMM_MAX_ROWS}.get(chosen, max_fit_rows)
-    cap = min(cap, max_fit_rows)
+    cap = max_fit_rows or cm.model_rows(Z.shape[1])
+    if chosen == "agglomerative":
+        cap = min(cap, cm.AGGLOMERATIVE_MAX_ROWS)
     fit_idx = np.arange(n) if n <= cap else np.sort(rng.choice(n, cap, replace=False))
     Zf = Z[fit_idx]
     if len(fit_idx) < n:

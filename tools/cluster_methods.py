@@ -28,9 +28,25 @@ AGGLOMERATIVE_MAX_ROWS = 5000
 STRUCTURE_AXES = 5
 """The structure check is also run in this many leading principal axes, where noisy extra dimensions
 no longer drown the silhouette."""
-HDBSCAN_MAX_ROWS = 20_000
-GMM_MAX_ROWS = 20_000
-"""Mixtures are fitted for every k; BIC on 20,000 rows already separates the k well."""
+SMALLEST_GROUP_FRACTION = 0.02
+ROWS_PER_DIMENSION = 10
+"""A group of 2% of the rows should hold 10 rows per dimension in the sample the groups are fitted on: what
+a full covariance needs (the ratio :func:`serendip.tools.cluster.gmm_covariance` asks of the whole sample)."""
+MODEL_MIN_ROWS = 10_000
+MODEL_MAX_ROWS = 20_000
+"""Bounds of the fitted sample: at least 10,000 rows (a 1% group still has 100), at most 20,000 (BIC, the
+stability refits and the density tree then cost as much as they tell)."""
+
+
+def model_rows(n_dims: int) -> int:
+    """Rows of the seeded sample on which k is chosen and stability measured, for ``n_dims`` dimensions.
+
+    Sized by what the statistics need rather than by the table: ``ROWS_PER_DIMENSION`` rows per dimension in
+    a group of ``SMALLEST_GROUP_FRACTION`` of the rows, within [``MODEL_MIN_ROWS``, ``MODEL_MAX_ROWS``]. The
+    other rows are assigned to the fitted groups (in chunks).
+    """
+    needed = int(np.ceil(ROWS_PER_DIMENSION * max(n_dims, 1) / SMALLEST_GROUP_FRACTION))
+    return int(min(max(needed, MODEL_MIN_ROWS), MODEL_MAX_ROWS))
 HDBSCAN_MAX_DIMS = 5
 
 
