@@ -150,14 +150,6 @@ class Autopilot:
             control_known_relations(self, self.call("correlate", columns=columns), columns)
 
         groups = self.wants("groups") and self.n_rows >= 20
-        if groups and raw:
-            self.note("Groups were looked for twice: first in the columns as measured, then after controlling "
-                      "for systematics and dominant trends.")
-            self.submit("cluster", columns=raw, method="gmm", missing=self.missing)
-            if len(raw) >= 2:
-                self.submit("cluster", columns=raw, method="kmeans", missing=self.missing)
-            self.search_subspaces(raw)
-
         working = continuous
         for by, found, rid in offsets:
             if not any(obs for _, _, obs in found.values()):
@@ -181,8 +173,17 @@ class Autopilot:
                 else:
                     residuals = []
 
+        second_look = residuals or working
+        # The map first: with the density groups on it, it is the longest chain of steps, so it starts before
+        # the first look's mixtures and takes one tool worker while they share the other.
+        embed = groups and bool(working) and self.n_rows >= UMAP_MIN_ROWS and len(second_look) >= 3
+        pending_map = self._step("umap", {"columns": second_look}, urgent=True) if embed else None
+        if groups and raw:
+            self.note("Groups were looked for twice: first in the columns as measured, then after controlling "
+                      "for systematics and dominant trends.")
+            self.search_subspaces(raw)
         if groups and working:
-            self.look_again_for_groups(residuals or working, changed=(residuals or working) != raw)
+            self.look_again_for_groups(second_look, changed=second_look != raw, pending_map=pending_map)
         if self.wants("outliers") and working and self.n_rows >= 20:
             self.find_outliers(columns=continuous, working=residuals or working)
         draw_headline_figures(self)  # issue 17: a figure for every headline
@@ -361,10 +362,16 @@ class Autopilot:
         return {f"band{i + 1}": c for i, c in enumerate(ordered)}
 
     def search_subspaces(self, columns: list[str]) -> None:
-        """Clumps in column pairs, then mixtures in the columns that carry structure: the informative subset,
-        the photometric space (colours and one magnitude) and the long-baseline colour alone."""
+        """Groups in the columns as measured: clumps in column pairs; mixtures and k-means in all columns; then
+        mixtures in the columns that carry structure: the informative subset, the photometric space (colours
+        and one magnitude) and the long-baseline colour alone."""
+        res = None
         if self.n_rows >= SUBSPACE_MIN_ROWS and len(columns) >= 2:
-            res = self.call("subspace", columns=columns)
+            res = self.call("subspace", columns=columns)  # quick, and the later mixtures read it
+        self.submit("cluster", columns=columns, method="gmm", missing=self.missing)
+        if len(columns) >= 2:
+            self.submit("cluster", columns=columns, method="kmeans", missing=self.missing)
+        if res is not None:
             informative = list((res.details or {}).get("informative_columns") or
                                res.summary.get("informative_columns") or []) if res.ok else []
             unrelated = [c for c in columns if c not in informative]
@@ -439,19 +446,18 @@ class Autopilot:
                                        f"residuals (evidence {res.id}).")
         return list(new)
 
-    def look_again_for_groups(self, columns: list[str], changed: bool) -> None:
-        """Groups after the controls: a mixture on the controlled columns, and a UMAP map for larger tables."""
-        embed = self.n_rows >= UMAP_MIN_ROWS and len(columns) >= 3
-        # The map first: it is the longest step and runs on the worker that warmed it up, so the mixture
-        # goes to the other worker instead of queueing in front of it.
-        pending = self._step("umap", {"columns": columns}, urgent=True) if embed else None
+    def look_again_for_groups(self, columns: list[str], changed: bool, pending_map: "Ahead | None") -> None:
+        """Groups after the controls: a mixture on the controlled columns, and density groups on the UMAP map
+        (``pending_map``, submitted earlier for larger tables)."""
         if changed:
             self.submit("cluster", columns=columns, method="gmm", missing=self.missing)
-        if pending is not None:
-            emb = pending.value()
+        if pending_map is not None:
+            emb = pending_map.value()
             name = embedding_name(emb)
             if emb.ok and name:
-                self.submit("cluster", columns=columns, method="hdbscan", space="umap", embedding=name)
+                # Ahead of the queued mixtures: nothing else waits on the map's groups' worker.
+                self._step("cluster", {"columns": columns, "method": "hdbscan", "space": "umap",
+                                       "embedding": name}, urgent=True)
 
     def find_outliers(self, columns: list[str], working: list[str]) -> None:
         """Global outliers, then rows off the strongest relations."""
