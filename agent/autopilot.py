@@ -455,7 +455,7 @@ class Autopilot:
             emb = pending_map.value()
             name = embedding_name(emb)
             if emb.ok and name:
-                # Ahead of the queued mixtures: nothing else waits on the map's groups' worker.
+                # Urgent: ahead of the mixtures still queued, so the map's chain does not wait behind them.
                 self._step("cluster", {"columns": columns, "method": "hdbscan", "space": "umap",
                                        "embedding": name}, urgent=True)
 
