@@ -67,3 +67,4 @@ def test_exact_index_answers_like_a_brute_force_search():
 def test_exact_neighbours_while_cheaper_than_compiling_pynndescent():
     assert use_exact(100_000, 10_000)
     assert not use_exact(1_000_000, 10_000)
+    assert use_exact(10_000, 10_000, 500) and not use_exact(100_000, 20_000, 500)  # wide tables cost more per pair

@@ -124,7 +124,7 @@ def fit_umap(Z: np.ndarray, fit_idx: np.ndarray, n_neighbors: int, min_dist: flo
                               metric="precomputed")
             E[:] = model.fit_transform(cdist(Z, Z))
             return E
-        exact = use_exact(len(Z), len(fit_idx))  # exact neighbours, and nothing compiled per process
+        exact = use_exact(len(Z), len(fit_idx), Z.shape[1])  # exact neighbours, and nothing compiled per process
         # umap-learn gives a graph of at most 10,000 rows 500 epochs, a larger one 200: a sample stands for the
         # whole (larger) table, so it gets the large-table count rather than 2.5x the layout work.
         model = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed,

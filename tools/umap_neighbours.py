@@ -25,11 +25,14 @@ from sklearn.neighbors import NearestNeighbors
 
 
 EXACT_MAX_PAIRS = 3_000_000_000
+EXACT_MEASURED_DIMS = 20
+"""The pair rate was measured at 20 columns; with more, each distance costs proportionally more."""
 
 
-def use_exact(n_rows: int, n_fit: int) -> bool:
-    """Whether a map of ``n_rows`` rows fitted on ``n_fit`` of them gets exact neighbours (see the module)."""
-    return n_rows * n_fit <= EXACT_MAX_PAIRS
+def use_exact(n_rows: int, n_fit: int, n_dims: int = EXACT_MEASURED_DIMS) -> bool:
+    """Whether a map of ``n_rows`` rows in ``n_dims`` columns, fitted on ``n_fit`` of them, gets exact
+    neighbours (see the module)."""
+    return n_rows * n_fit * max(n_dims, EXACT_MEASURED_DIMS) <= EXACT_MAX_PAIRS * EXACT_MEASURED_DIMS
 
 
 class ExactNeighbourIndex:

@@ -128,7 +128,7 @@ def warm_up(n_rows: int, seed: int = 0, fit_rows: int = 10_000) -> float:
     A table of at least :data:`APPROXIMATE_FROM_ROWS` rows is fitted on a sample of ``fit_rows`` (the umap
     tool's default) and the other rows transformed, with scikit-learn's exact neighbours or pynndescent's
     (:mod:`serendip.tools.umap_neighbours`); a smaller one with precomputed distances: the warm-up takes the
-    same branch on :data:`WARM_UP_ROWS` random rows. Returns the seconds taken.
+    same branch on :data:`WARM_UP_ROWS` random rows (for a table of up to 20 columns). Returns the seconds taken.
     """
     import numpy as np
 
