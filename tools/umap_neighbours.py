@@ -44,14 +44,18 @@ class ExactNeighbourIndex:
     def __init__(self, fitted: np.ndarray):
         self._search = NearestNeighbors().fit(np.asarray(fitted, dtype=np.float32))
 
-    def query(self, X: np.ndarray, k: int, epsilon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def nearest(self, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest fitted rows of each row of ``X``: (indices int32, distances float32), nearest first."""
         distances, indices = self._search.kneighbors(np.asarray(X, dtype=np.float32), n_neighbors=k)
         return indices.astype(np.int32), distances.astype(np.float32)
+
+    def query(self, X: np.ndarray, k: int, epsilon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """pynndescent's query signature, as ``UMAP.transform`` calls it (``epsilon`` is for approximate search)."""
+        return self.nearest(X, k)
 
 
 def precomputed_knn(fitted: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.ndarray, ExactNeighbourIndex]:
     """umap-learn's ``precomputed_knn`` for ``fitted``: each row's neighbours (itself first) and the index."""
     index = ExactNeighbourIndex(fitted)
-    indices, distances = index.query(fitted, n_neighbors)
+    indices, distances = index.nearest(fitted, n_neighbors)
     return indices, distances, index
