@@ -28,6 +28,7 @@ AGGLOMERATIVE_MAX_ROWS = 5000
 STRUCTURE_AXES = 5
 """The structure check is also run in this many leading principal axes, where noisy extra dimensions
 no longer drown the silhouette."""
+HDBSCAN_MAX_DIMS = 5
 SMALLEST_GROUP_FRACTION = 0.02
 ROWS_PER_DIMENSION = 10
 """A group of 2% of the rows should hold 10 rows per dimension in the sample the groups are fitted on: what
@@ -47,7 +48,6 @@ def model_rows(n_dims: int) -> int:
     """
     needed = int(np.ceil(ROWS_PER_DIMENSION * max(n_dims, 1) / SMALLEST_GROUP_FRACTION))
     return int(min(max(needed, MODEL_MIN_ROWS), MODEL_MAX_ROWS))
-HDBSCAN_MAX_DIMS = 5
 
 
 @dataclass

@@ -18,7 +18,7 @@ from scipy.spatial.distance import cdist
 from serendip.tools.engine.mdtext import code
 from serendip.tools.engine.numba_cache import APPROXIMATE_FROM_ROWS, UMAP_LOCK, import_umap
 from serendip.tools.cluster_methods import model_rows
-from serendip.tools.umap_neighbours import precomputed_knn, use_exact
+from serendip.tools.umap_neighbours import neighbour_arguments, use_exact
 from serendip.tools.pca import components_for_variance, count, incomplete_rows, principal_components
 from serendip.tools.plot import figure_context, plain_text, save_figure
 from serendip.tools.engine.registry import tool
@@ -124,12 +124,11 @@ def fit_umap(Z: np.ndarray, fit_idx: np.ndarray, n_neighbors: int, min_dist: flo
                               metric="precomputed")
             E[:] = model.fit_transform(cdist(Z, Z))
             return E
-        exact = use_exact(len(Z), len(fit_idx), Z.shape[1])  # exact neighbours, and nothing compiled per process
         # umap-learn gives a graph of at most 10,000 rows 500 epochs, a larger one 200: a sample stands for the
         # whole (larger) table, so it gets the large-table count rather than 2.5x the layout work.
         model = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed,
                           transform_seed=seed, n_epochs=LARGE_TABLE_EPOCHS if len(fit_idx) < len(Z) else None,
-                          precomputed_knn=precomputed_knn(Z[fit_idx], n_neighbors) if exact else (None, None, None))
+                          **neighbour_arguments(Z[fit_idx], n_neighbors, use_exact(len(Z), len(fit_idx), Z.shape[1])))
         E[fit_idx] = model.fit_transform(Z[fit_idx])
         model.n_epochs = None  # transform reads it too (a third of it); None gives umap's own count for the chunk
         rest = np.setdiff1d(np.arange(len(Z)), fit_idx)

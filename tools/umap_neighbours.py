@@ -59,3 +59,15 @@ def precomputed_knn(fitted: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, n
     index = ExactNeighbourIndex(fitted)
     indices, distances = index.nearest(fitted, n_neighbors)
     return indices, distances, index
+
+
+def neighbour_arguments(fitted: np.ndarray, n_neighbors: int, exact: bool) -> dict:
+    """``umap.UMAP`` keyword arguments for the neighbour search of a map fitted on ``fitted``.
+
+    Exact: the precomputed neighbours and their index; otherwise pynndescent's search. Approximation is forced
+    in both cases, so umap-learn never takes its small-data branch (all pairwise distances from a Python loop,
+    then again for every transformed row) and uses the neighbours given, whatever the sample's size.
+    """
+    return {"precomputed_knn": precomputed_knn(fitted, n_neighbors) if exact else (None, None, None),
+            "force_approximation_algorithm": True}
+

@@ -122,11 +122,11 @@ def import_umap():
     return umap
 
 
-def warm_up(n_rows: int, seed: int = 0, fit_rows: int = 10_000) -> float:
+def warm_up(n_rows: int, seed: int = 0) -> float:
     """Compile (or load from the cache) the code a UMAP fit and transform of ``n_rows`` rows runs.
 
-    A table of at least :data:`APPROXIMATE_FROM_ROWS` rows is fitted on a sample of ``fit_rows`` (the umap
-    tool's default) and the other rows transformed, with scikit-learn's exact neighbours or pynndescent's
+    A table of at least :data:`APPROXIMATE_FROM_ROWS` rows is fitted on a sample (the umap tool's default size)
+    and the other rows transformed, with scikit-learn's exact neighbours or pynndescent's
     (:mod:`serendip.tools.umap_neighbours`); a smaller one with precomputed distances: the warm-up takes the
     same branch on :data:`WARM_UP_ROWS` random rows (for a table of up to 20 columns). Returns the seconds taken.
     """
@@ -144,12 +144,12 @@ def warm_up(n_rows: int, seed: int = 0, fit_rows: int = 10_000) -> float:
                 umap.UMAP(n_components=2, n_neighbors=15, random_state=seed, n_epochs=20,
                           metric="precomputed").fit_transform(cdist(X, X))
             else:
-                from serendip.tools.umap_neighbours import precomputed_knn, use_exact
+                from serendip.tools.cluster_methods import model_rows
+                from serendip.tools.umap_neighbours import EXACT_MEASURED_DIMS, neighbour_arguments, use_exact
 
-                exact = use_exact(n_rows, min(n_rows, fit_rows))
+                exact = use_exact(n_rows, min(n_rows, model_rows(EXACT_MEASURED_DIMS)))
                 model = umap.UMAP(n_components=2, n_neighbors=15, random_state=seed, transform_seed=seed, n_epochs=20,
-                                  precomputed_knn=precomputed_knn(X, 15) if exact else (None, None, None),
-                                  force_approximation_algorithm=not exact)
+                                  **neighbour_arguments(X, 15, exact))
                 model.fit_transform(X)
                 model.transform(X[:20])
     return time.monotonic() - started
