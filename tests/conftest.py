@@ -48,3 +48,22 @@ def shared_dataset(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared dataset missing: {path}")
     return path
+
+
+# The files that take longest, heaviest first (seconds of one quiet 2-core run, `pytest --durations=0`).
+# pytest-xdist hands whole files (--dist loadfile) to whichever worker is free, by default the files with most
+# tests first; a one-test file of a minute then starts last and the other worker idles until it ends. Starting
+# the long files first (longest-processing-time-first scheduling) keeps both workers busy to the end.
+LONGEST_FILES = ("test_chat_cli.py", "test_overnight.py", "test_web_api.py", "test_explore.py",
+                 "test_quality_bar.py", "test_tool_contract.py", "test_scale_dask.py", "test_outliers.py",
+                 "test_correlate.py", "test_web_browser.py", "test_pool.py", "test_sandbox.py")
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order set below
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
