@@ -156,6 +156,10 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
 
 def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = None) -> int:
     """Resolve the model, run the exploration, print where the report is."""
+    from serendip.agent.table_path import missing_input
+
+    if resume_dir is None and table and missing_input(table):  # before the analysis stack is imported
+        return fail(missing_input(table))
     from serendip.agent.api import explore
     from serendip.agent.explore import RunSetupError, load_resume
     from serendip.agent.progress import Progress
@@ -293,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
                          quiet=args.quiet, memory=args.memory)
 
     if args.command in ("chat", "ask"):
+        from serendip.agent.table_path import RunSetupError, check_table_path
+
+        if args.table and not getattr(args, "resume", None):
+            try:  # before the analysis stack is imported: a mistyped path is answered at once
+                check_table_path(args.table)
+            except RunSetupError as exc:
+                return fail(str(exc))
         from serendip.agent.chat_terminal import run_ask, run_chat
 
         return run_chat(args) if args.command == "chat" else run_ask(args)

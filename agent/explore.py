@@ -22,16 +22,13 @@ from serendip.agent.report_md import build_report
 from serendip.agent.settings import Settings
 from serendip.agent.summary_rewrite import apply_summary_rewrite
 from serendip.agent.runlock import LOCK_NAME, FolderBusy, RunLock
+from serendip.agent.table_path import RunSetupError, check_table_path  # noqa: F401  (re-exported)
 from serendip.agent.transcript import Transcript
 from serendip.tools.engine.errors import TableLoadError
 from serendip.tools.engine.thresholds import Thresholds
 
 VERSIONED = ("serendip", "numpy", "pandas", "scipy", "scikit-learn", "umap-learn", "matplotlib", "astropy",
              "openai", "langchain", "langchain-openai")
-
-
-class RunSetupError(Exception):
-    """The run cannot start (bad table, bad output folder, nothing to resume); the message is one line."""
 
 
 class ExploreConfig:
@@ -106,18 +103,6 @@ def default_out_dir(table: str) -> Path:
     stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(table).stem)[:60] or "table"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return Path("serendip-runs") / f"{stem}-{stamp}"
-
-
-def check_table_path(path: str) -> Path:
-    """Fail early, in one line, on a table path that cannot be a table."""
-    p = Path(path)
-    if not p.exists():
-        raise RunSetupError(f"table not found: {path}")
-    if p.is_dir():
-        raise RunSetupError(f"{path} is a directory, not a table file")
-    if p.stat().st_size == 0:
-        raise RunSetupError(f"{path} is empty")
-    return p.resolve()
 
 
 def make_runner(cfg: ExploreConfig, out: Path, table_path: Path):
