@@ -328,6 +328,40 @@ def test_follow_up_labels_real_outliers_robust_and_an_offset_field_artefact(tmp_
     assert all(c["evidence"] in ids for c in checks)
 
 
+@pytest.mark.slow  # a dozen cluster refits
+def test_follow_up_labels_class_groups_robust_and_groups_made_by_a_field_offset_artefact(tmp_path):
+    import serendip
+    from serendip.agent.overnight.followup import follow_up
+
+    r = np.random.default_rng(2)
+    n = 600
+    fields = np.repeat(["A", "B", "C"], n // 3)
+    species = r.choice(["p", "q"], size=n, p=[0.6, 0.4])
+    df = pd.DataFrame({"field": fields, "species": species})
+    df["a"] = r.normal(size=n) + 4.0 * (species == "q")  # two kinds of object, in every field
+    df["b"] = r.normal(size=n) - 4.0 * (species == "q")
+    df["c"] = r.normal(size=n) + 5.0 * (fields == "C")  # one field's calibration offset, no kinds of object
+    df["d"] = r.normal(size=n) + 5.0 * (fields == "C")
+    df.to_csv(tmp_path / "t.csv", index=False)
+    run_dir = tmp_path / "run"
+    with serendip.open(str(tmp_path / "t.csv"), workdir=run_dir, sandbox=False) as an:
+        an.call("cluster", columns=["a", "b"], method="gmm")
+        an.call("cluster", columns=["c", "d"], method="gmm")
+        an.report()
+    groups = [f for f in json.loads((run_dir / "findings.json").read_text())["findings"] if f["kind"] == "group"]
+    kinds = next(f for f in groups if set(f["columns"]) == {"a", "b"})
+    offset = next(f for f in groups if set(f["columns"]) == {"c", "d"})
+    res = follow_up(run_dir, [kinds, offset], tmp_path / "fu")
+    assert res[kinds["id"]]["label"] == "robust", res[kinds["id"]]
+    assert "levels of `species`" in res[kinds["id"]]["why"]
+    within_fields = [c for c in res[kinds["id"]]["checks"] if c["check"].startswith("within `field`")]
+    assert len(within_fields) == 3 and all(c["outcome"] == "passed" for c in within_fields)
+    assert res[offset["id"]]["label"] == "artefact", res[offset["id"]]
+    assert "levels of `field`" in res[offset["id"]]["why"]
+    ids = {json.loads(line).get("id") for line in (tmp_path / "fu" / "transcript.jsonl").read_text().splitlines()}
+    assert all(c["evidence"] in ids for c in res[kinds["id"]]["checks"] if c["evidence"])
+
+
 # ---------------------------------------------------------------------- run inputs, budgets, progress (fast)
 def _specs(tmp_path, plan_text: str):
     from serendip.agent.overnight.runs import make_runs

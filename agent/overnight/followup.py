@@ -2,7 +2,8 @@
 
 A trend is re-tested on each random half of the rows, within each level of every categorical column
 (field, instrument, survey), after controlling for each strong covariate (partial correlation) and with
-a second correlation measure. A grouping is re-fitted with another clustering algorithm and on each half.
+a second correlation measure. A grouping is re-fitted with another clustering algorithm, on each half and within each level of every
+categorical; groups that are the levels of an observing split (field, plate, instrument) are an artefact.
 A set of outliers is re-flagged with the run's own ``outliers`` call (same columns, method and cut) on each
 random half and within each level of every categorical, and with a second method (another detector, or
 the other fit of an off-relation search); each check counts how many of the originally flagged rows it
@@ -45,7 +46,8 @@ MAX_LEVELS = 12
 MAX_COVARIATES = 3
 HALF_COLUMN = "_serendip_half"
 SECOND_METHOD = {"spearman": "kendall", "pearson": "spearman", "kendall": "spearman"}
-SECOND_CLUSTERING = {"gmm": "kmeans", "kmeans": "gmm", "agglomerative": "gmm", "hdbscan": "gmm", "auto": "kmeans"}
+SECOND_CLUSTERING = {"gmm": "kmeans", "kmeans": "gmm", "agglomerative": "gmm", "hdbscan": "gmm", "auto": "kmeans",
+                      "subspace_clump": "hdbscan"}
 SECOND_DETECTOR = {"isolation_forest": "mahalanobis", "mahalanobis": "isolation_forest", "lof": "isolation_forest"}
 SECOND_FIT = {"linear": "binned_median", "binned_median": "linear"}
 OUTLIER_ARGS = ("columns", "method", "contamination", "threshold", "x", "y", "fit", "log_scale", "missing")
@@ -240,8 +242,14 @@ def label_trend(checks: list[dict], level_checks: dict[str, list[dict]]) -> dict
             "why": f"same sign and p < {ALPHA} in all {len(informative)} informative checks"}
 
 
-def follow_up_group(sess: Session, finding: dict) -> dict:
-    """Re-fit a grouping with another algorithm and on each half: robust when every refit finds groups."""
+def follow_up_group(sess: Session, finding: dict, run_dir: Path, min_level_rows: int) -> dict:
+    """Re-fit a grouping with another algorithm, on each half and within each level of every categorical.
+
+    Robust when every informative refit finds groups. Groups that are the levels of a categorical (the run's
+    call found them to coincide with it, and no level holds groups of its own) are an artefact when that
+    column splits the table by how it was observed (field, plate, instrument), and the classes of the
+    objects otherwise (species, morphology): then the levels' refits are expected to find nothing.
+    """
     stats = finding.get("stats") or {}
     method = str(stats.get("method") or "gmm")
     columns = [c for c in finding.get("columns") or [] if c in sess.table.columns]
@@ -249,38 +257,124 @@ def follow_up_group(sess: Session, finding: dict) -> dict:
         return {"label": "untested", "checks": [], "why": "groups found in a map or on fewer than two columns"}
     other = SECOND_CLUSTERING.get(method, "kmeans")
     k = stats.get("n_groups")
+    fixed_k = int(k) if isinstance(k, int) and k >= 2 else None
     checks = []
     for name, expr, m in ((f"second algorithm ({other})", "all", other),
                           ("random half 1 of the rows", f"{quote_name(HALF_COLUMN)} == 0", method),
                           ("random half 2 of the rows", f"{quote_name(HALF_COLUMN)} == 1", method)):
         sess.select(expr)
-        res = sess.call("cluster", columns=columns, method=m if m != "auto" else "gmm",
-                        k=int(k) if isinstance(k, int) and k >= 2 and m != "hdbscan" else None)
-        found = [f for f in res.findings if f.get("kind") == "group"] if res.ok else []
-        entry = {"check": name, "evidence": res.id, "outcome": "passed" if found else "failed"}
-        if found:
-            entry["stability"] = (found[0].get("stats") or {}).get("stability")
-        elif not res.ok:
-            entry.update({"outcome": "uninformative", "why": "the tool call failed (see the evidence)"})
-        checks.append(entry)
+        checks.append(refit_check(sess, name, columns, m, fixed_k))
+    level_checks = group_level_checks(sess, finding, columns, method, run_dir, min_level_rows)
     sess.select("all")
-    informative = [c for c in checks if c["outcome"] != "uninformative"]
-    failed = [c for c in informative if c["outcome"] == "failed"]
+    return label_groups(checks, level_checks, coinciding_columns(run_dir, finding))
+
+
+def refit_check(sess: Session, name: str, columns: list[str], method: str, k: int | None) -> dict:
+    """One refit of a grouping: passed when the cluster tool reports groups, failed when it reports none."""
+    if method == "subspace_clump":  # a clump in a pair of columns: the same search on that pair
+        res = sess.call("subspace", columns=columns[:2], max_pairs=1)
+    else:
+        method = "gmm" if method == "auto" else method
+        res = sess.call("cluster", columns=columns, method=method, k=k if method != "hdbscan" else None)
+    found = [f for f in res.findings if f.get("kind") == "group"] if res.ok else []
+    entry = {"check": name, "evidence": res.id, "outcome": "passed" if found else "failed"}
+    if found:
+        entry["stability"] = (found[0].get("stats") or {}).get("stability")
+    elif not res.ok:
+        entry.update({"outcome": "uninformative", "why": "the tool call failed (see the evidence)"})
+    return entry
+
+
+def group_level_checks(sess: Session, finding: dict, columns: list[str], method: str, run_dir: Path,
+                       min_level_rows: int) -> dict[str, list[dict]]:
+    """Refit the grouping within each level of every categorical (the number of groups chosen afresh).
+
+    A level is informative only when it holds at least two of the run's groups with 10 rows per column
+    each: a level holding one group (Dream island has no Gentoo penguins) cannot show the grouping.
+    """
+    per_group = 10 * len(columns)
+    labels = original_labels(run_dir, str(finding.get("labels") or ""), sess.table.n_rows)
+    if labels is not None and (finding.get("stats") or {}).get("method") != "subspace_clump":
+        labels = np.where(labels < 0, np.nan, labels)  # noise and rows left out belong to no group
+    out: dict[str, list[dict]] = {}
+    for cat in sess.categoricals(columns):
+        levels = sess.levels(cat, min_level_rows)
+        if len(levels) < 2:
+            continue
+        values = sess.table.df[cat]
+        for lv in levels:
+            name = f"within {code(cat)} = {code(lv)}"
+            in_level = (values == lv).to_numpy()
+            if labels is not None:
+                members = labels[in_level]
+                _, counts = np.unique(members[np.isfinite(members)], return_counts=True)
+                if int((counts >= per_group).sum()) < 2:
+                    out.setdefault(cat, []).append({"check": name, "evidence": None, "outcome": "uninformative",
+                                                    "why": f"it holds {per_group} or more rows of fewer than two of the groups"})
+                    continue
+            if not sess.select(f"{quote_name(cat)} == {quote_value(lv)}").ok:
+                continue
+            out.setdefault(cat, []).append(refit_check(sess, name, columns, method, None))
+    return out
+
+
+def coinciding_columns(run_dir: Path, finding: dict) -> list[str]:
+    """Categorical columns the run's own cluster call found the groups to coincide with."""
+    call = original_call(run_dir, finding, tool="cluster")
+    summary = (call or {}).get("summary") or {}
+    return [c["column"] for c in summary.get("coincidence") or [] if c.get("strong")]
+
+
+def observing_split(column: str) -> bool:
+    """Whether a categorical splits the table by how it was observed rather than by what the objects are."""
+    from serendip.tools.compare import OBJECT_SPLIT, OBSERVATIONAL_SPLIT
+
+    return bool(OBSERVATIONAL_SPLIT.search(column)) and not OBJECT_SPLIT.search(column)
+
+
+def label_groups(checks: list[dict], level_checks: dict[str, list[dict]], coinciding: list[str]) -> dict:
+    """robust / fragile / artefact for a grouping, with the reason in one sentence."""
+    # categoricals whose levels the groups are: they coincide, and no level holds groups of its own
+    are_levels = [cat for cat, entries in level_checks.items()
+                  if cat in coinciding and not any(c["outcome"] == "passed" for c in entries)]
+    observed = [cat for cat in are_levels if observing_split(cat)]
+    if observed:
+        why = (f"the groups are the levels of {', '.join(code(c) for c in observed)}, which split the table by how "
+               "it was observed: no level holds groups of its own")
+        return {"label": "artefact", "checks": checks + [c for cat in observed for c in level_checks[cat]], "why": why}
+    counted = [c for cat, entries in level_checks.items() if cat not in are_levels for c in entries]
+    classes = [c for cat in are_levels for c in level_checks[cat]]
+    for c in classes:  # expected: within one class of the objects there are no groups left
+        c["outcome"], c["why"] = "uninformative", "the groups are the levels of this column"
+    all_checks = checks + counted + classes
+    informative = [c for c in checks + counted if c["outcome"] != "uninformative"]
+    # Finding groups afresh in one level needs far more rows than testing a correlation there, and there is no
+    # power formula for it: a grouping is fragile in a categorical when it is missing from most of the levels
+    # that could show it (present in one field only), not when one level of several misses it.
+    missing_in = {cat for cat, entries in level_checks.items() if cat not in are_levels
+                  and sum(c["outcome"] == "failed" for c in entries) > sum(c["outcome"] == "passed" for c in entries)}
+    failed = [c for c in checks if c["outcome"] == "failed"] + \
+        [c for cat in missing_in for c in level_checks[cat] if c["outcome"] == "failed"]
+    note = (f" (the groups are the levels of {', '.join(code(c) for c in are_levels)}, a property of the objects)"
+            if are_levels else "")
     if not informative:
-        return {"label": "untested", "checks": checks, "why": "no refit could be made"}
+        return {"label": "untested", "checks": all_checks, "why": "no refit could be made" + note}
     if failed:
-        return {"label": "fragile", "checks": checks, "why": "no stable groups in " + "; ".join(c["check"] for c in failed)}
-    return {"label": "robust", "checks": checks, "why": f"stable groups in all {len(informative)} refits"}
+        why = "no stable groups in " + "; ".join(c["check"] for c in failed[:5]) + (" …" if len(failed) > 5 else "")
+        return {"label": "fragile", "checks": all_checks, "why": why + note}
+    passed = [c for c in informative if c["outcome"] == "passed"]
+    return {"label": "robust", "checks": all_checks,
+            "why": f"stable groups in {len(passed)} of {len(informative)} refits" + note}
 
 
 # ---------------------------------------------------------------------- outliers
-def original_call(run_dir: Path, finding: dict) -> dict | None:
-    """The run's ``outliers`` tool call behind an outlier finding (its transcript record), if any."""
+def original_call(run_dir: Path, finding: dict, tool: str = "outliers") -> dict | None:
+    """The run's ``tool`` call behind a finding (its transcript record), if any."""
     from serendip.agent.transcript import Transcript
 
     evidence = set(finding.get("evidence") or [])
     for rec in Transcript(run_dir).records():
-        if rec.get("type") == "tool_result" and rec.get("tool") == "outliers" and rec.get("ok") \
+        if rec.get("type") == "tool_result" and rec.get("tool") == tool and rec.get("ok") \
                 and rec.get("id") in evidence:
             return rec
     return None
@@ -288,6 +382,14 @@ def original_call(run_dir: Path, finding: dict) -> dict | None:
 
 def original_flags(run_dir: Path, label: str, n_rows: int) -> np.ndarray | None:
     """The finding's per-row flags (1 = flagged) as the run saved them, or None."""
+    values = original_labels(run_dir, label, n_rows)
+    return None if values is None else values == 1
+
+
+def original_labels(run_dir: Path, label: str, n_rows: int) -> np.ndarray | None:
+    """A finding's per-row values (group labels, flags) as the run saved them, or None."""
+    if not label:
+        return None
     path = run_dir / ".workspace" / "artifacts" / f"{label}.npy"
     try:
         values = np.load(path, allow_pickle=False)
@@ -298,7 +400,7 @@ def original_flags(run_dir: Path, label: str, n_rows: int) -> np.ndarray | None:
             values = pd.read_csv(run_dir / "rows.csv", usecols=[label])[label].to_numpy()
         except (OSError, ValueError, KeyError):
             return None
-    return (np.asarray(values) == 1) if len(values) == n_rows else None
+    return np.asarray(values, dtype=float) if len(values) == n_rows else None
 
 
 def flag_check(name: str, res: ToolResult, sess: Session, original: np.ndarray, subset: np.ndarray) -> dict | None:
@@ -425,7 +527,7 @@ def follow_up(run_dir: Path, findings: list[dict], workdir: Path, seed: int = 0,
             if f.get("kind") == "trend":
                 out[f["id"]] = follow_up_trend(sess, f, min_level_rows)
             elif f.get("kind") == "group":
-                out[f["id"]] = follow_up_group(sess, f)
+                out[f["id"]] = follow_up_group(sess, f, run_dir, min_level_rows)
             elif f.get("kind") == "outlier":
                 out[f["id"]] = follow_up_outlier(sess, f, run_dir, min_level_rows)
             else:
