@@ -66,6 +66,17 @@ def test_chat_bad_input_is_one_line(tmp_path, env):
     assert resumed.returncode == 2 and resumed.stderr.count("\n") == 1 and "nothing to resume" in resumed.stderr
 
 
+def test_a_missing_table_is_answered_before_the_analysis_stack_is_imported(tmp_path):
+    probe = ("import sys\nfrom serendip.agent.cli import main\n"
+             "codes = [main([cmd, sys.argv[1]] + extra) for cmd, extra in "
+             "(('chat', []), ('ask', ['why?']), ('explore', ['--quiet']))]\n"
+             "print(codes, sorted(m for m in ('pandas', 'sklearn', 'chromadb') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "missing.csv")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.strip() == "[2, 2, 2] []", done.stderr
+    assert done.stderr.splitlines() == [f"serendip: error: table not found: {tmp_path / 'missing.csv'}"] * 3
+
+
 def test_ask_with_a_model_prints_json(tmp_path, table, env):
     script = [tool_calls_reply(("correlate", {"columns": ["mass", "sfr"]}), content="Checking."),
               text_reply("Yes: sfr rises with mass (R1).")]
