@@ -516,8 +516,18 @@ def label_outliers(checks: list[dict], level_checks: dict[str, list[tuple[object
             "why": f"most flagged rows are flagged again, beyond chance, in all {len(informative)} informative checks"}
 
 
-def follow_up(run_dir: Path, findings: list[dict], workdir: Path, seed: int = 0, min_level_rows: int = 20) -> dict[str, dict]:
-    """Re-test ``findings`` of one run; returns {finding id: {label, checks, why}}."""
+def follow_up(run_dir: Path, findings: list[dict], workdir: Path, seed: int = 0, min_level_rows: int = 20,
+              on_result=None) -> dict[str, dict]:
+    """Re-test ``findings`` of one run; returns {finding id: {label, checks, why}}.
+
+    Args:
+        run_dir: The run folder the findings come from.
+        findings: The findings to re-test (as in its findings.json).
+        workdir: Where the follow-up writes its transcript and workspace (emptied first).
+        seed: Seed of the random halves.
+        min_level_rows: Levels of a categorical with fewer rows are not re-tested.
+        on_result: Called with (finding, its result) as each finding is done (progress).
+    """
     if not findings:
         return {}
     sess = Session(run_dir, workdir, seed=seed)
@@ -532,6 +542,8 @@ def follow_up(run_dir: Path, findings: list[dict], workdir: Path, seed: int = 0,
                 out[f["id"]] = follow_up_outlier(sess, f, run_dir, min_level_rows)
             else:
                 out[f["id"]] = {"label": "untested", "checks": [], "why": f"no follow-up for {f.get('kind')} findings"}
+            if on_result is not None:
+                on_result(f, out[f["id"]])
     finally:
         sess.runner.close()
     return out

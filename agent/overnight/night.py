@@ -94,9 +94,15 @@ def follow_up_candidates(out: Path, plan: Plan, candidates, progress: NightProgr
         todo = [c.finding for c in cands if c.finding["id"] not in cache]
         if todo:
             progress.log(f"follow-up of {len(todo)} candidate(s) of {folder}")
+
+            def done(finding: dict, result: dict, count=iter(range(1, len(todo) + 1)), total=len(todo)) -> None:
+                progress.log(f"  {next(count)}/{total} {result['label']}: {str(finding.get('title', ''))[:90]}")
+
             try:
+                # the run's re-tests are kept together (their evidence ids number one transcript), so they are
+                # saved when all of them are done
                 results = follow_up(out / "runs" / folder, todo, out / "followup" / folder, seed=plan.seed,
-                                    min_level_rows=plan.followup.min_level_rows)
+                                    min_level_rows=plan.followup.min_level_rows, on_result=done)
             except Exception as exc:  # one run's follow-up failing leaves its candidates untested
                 progress.log(f"follow-up of {folder} failed: {type(exc).__name__}: {str(exc)[:200]}")
                 results = {}
