@@ -178,12 +178,20 @@ class Autopilot:
         # the first look's mixtures and takes one tool worker while they share the other.
         embed = groups and bool(working) and self.n_rows >= UMAP_MIN_ROWS and len(second_look) >= 3
         pending_map = self._step("umap", {"columns": second_look}, urgent=True) if embed else None
+        # Astronomers look for kinds of object in colour space: when the table's photometry was recognised, a
+        # second map of the colours (and one magnitude) alone, so that columns unrelated to the photometry
+        # (sky position, fibre numbers an anonymised table cannot name) do not shape its density groups.
+        photometric = list(dict.fromkeys(self.photometric))
+        photo_map = (self._step("umap", {"columns": photometric}, urgent=False)
+                     if embed and len(photometric) >= 3 and set(photometric) != set(second_look) else None)
         if groups and raw:
             self.note("Groups were looked for twice: first in the columns as measured, then after controlling "
                       "for systematics and dominant trends.")
             self.search_subspaces(raw)
         if groups and working:
             self.look_again_for_groups(second_look, changed=second_look != raw, pending_map=pending_map)
+            if photo_map is not None:
+                self.density_groups_on_map(photometric, photo_map)
         if self.wants("outliers") and working and self.n_rows >= 20:
             self.find_outliers(columns=continuous, working=residuals or working)
         draw_headline_figures(self)  # issue 17: a figure for every headline
@@ -452,12 +460,16 @@ class Autopilot:
         if changed:
             self.submit("cluster", columns=columns, method="gmm", missing=self.missing)
         if pending_map is not None:
-            emb = pending_map.value()
-            name = embedding_name(emb)
-            if emb.ok and name:
-                # Urgent: ahead of the mixtures still queued, so the map's chain does not wait behind them.
-                self._step("cluster", {"columns": columns, "method": "hdbscan", "space": "umap",
-                                       "embedding": name}, urgent=True)
+            self.density_groups_on_map(columns, pending_map)
+
+    def density_groups_on_map(self, columns: list[str], pending_map: "Ahead") -> None:
+        """HDBSCAN's density groups on a UMAP map of ``columns`` once the map is made."""
+        emb = pending_map.value()
+        name = embedding_name(emb)
+        if emb.ok and name:
+            # Urgent: ahead of the mixtures still queued, so the map's chain does not wait behind them.
+            self._step("cluster", {"columns": columns, "method": "hdbscan", "space": "umap",
+                                   "embedding": name}, urgent=True)
 
     def find_outliers(self, columns: list[str], working: list[str]) -> None:
         """Global outliers, then rows off the strongest relations."""
