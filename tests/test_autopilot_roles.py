@@ -54,3 +54,17 @@ def test_roles_decide_use_and_colours_are_derived(tmp_path):
 
     groups = [f for f in findings if f["kind"] == "group"]
     assert groups and max(adjusted_rand_score(red, rows[f["labels"]]) for f in groups) > 0.8
+
+
+@pytest.mark.slow
+def test_an_exact_copy_of_a_column_is_left_out_and_its_rho_of_one_is_no_finding(tmp_path):
+    r = np.random.default_rng(3)
+    x = r.lognormal(size=300)
+    df = pd.DataFrame({"x": x, "x_in_mjy": 1000 * x, "y": np.log10(x) + r.normal(scale=0.3, size=300)})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    outcome, out = explore(ExploreConfig(table=str(tmp_path / "t.csv"), out=str(tmp_path / "run"), in_process=True))
+    assert outcome.status == "completed"
+    findings = json.loads((out / "findings.json").read_text())["findings"]
+    assert not any("x_in_mjy" in " ".join(f.get("columns") or []) for f in findings if f["kind"] != "data_quality")
+    assert any(f["kind"] == "trend" and {"x", "y"} <= {c.replace("log10_", "") for c in f["columns"]} for f in findings)
+    assert "Left out as exact copies of another column" in (out / "report.md").read_text()

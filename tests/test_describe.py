@@ -169,3 +169,16 @@ def test_details_hold_every_column_for_planners(make_session):
     detailed = res.details["columns"]
     assert len(detailed) == 120 and detailed[0]["name"] == "col_050" and "median" in detailed[-1]
     assert res.to_dict()["details"]["columns"][5]["name"] == detailed[5]["name"]
+
+
+def test_exact_copies_in_other_units_or_logs_are_marked_on_the_later_column(make_session):
+    r = np.random.default_rng(4)
+    flux = r.lognormal(size=500)
+    flux[::50] = np.nan
+    noisy = flux * (1 + 0.01 * r.normal(size=500))  # a second measurement: near-duplicate, not a copy
+    df = pd.DataFrame({"flux": flux, "flux_mjy": 1000 * flux, "mag": -2.5 * np.log10(flux), "flux_again": noisy})
+    res = call_tool(make_session(df), "describe", {})
+    assert res.ok, res.error
+    assert entry(res, "flux_mjy")["copy_of"] == "flux" and entry(res, "mag")["copy_of"] == "flux"
+    assert "copy_of" not in entry(res, "flux") and "copy_of" not in entry(res, "flux_again")
+    assert "copy (of flux)" in entry(res, "mag")["warnings"]

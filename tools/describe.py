@@ -35,7 +35,7 @@ NAME_CHARS = 80
 LEVEL_CHARS = 40
 
 # How much each warning pushes a column up the ranking.
-SEVERITY = {"all values missing": 5, "constant": 5, "ID-like": 4, "mostly missing": 3, "near-duplicate": 2,
+SEVERITY = {"all values missing": 5, "constant": 5, "ID-like": 4, "copy": 3, "mostly missing": 3, "near-duplicate": 2,
             "duplicated IDs": 2, "sentinels masked": 1, "censored": 1}
 
 
@@ -179,6 +179,8 @@ def column_entry(name: str, role: str, prof: dict, level: int) -> dict:
         e["warnings"] = prof["warnings"]
     if prof.get("near_duplicate_of"):
         e["near_duplicate_of"] = [c[:NAME_CHARS] for c in prof["near_duplicate_of"][:3]]
+    if prof.get("copy_of"):
+        e["copy_of"] = prof["copy_of"][:NAME_CHARS]
     return e
 
 
@@ -254,6 +256,33 @@ def mark_near_duplicates(profiles: dict[str, dict], near: list[tuple[str, str, f
             partners.append(other)
 
 
+def mark_copies(profiles: dict[str, dict], near: list[tuple[str, str, float]], frame: pd.DataFrame,
+                order: list[str]) -> None:
+    """Mark the later column of each near-duplicate pair that is an exact copy of the earlier one.
+
+    A copy is the same values in the same rows up to a monotonic transform (the same quantity in other
+    units, or its logarithm): its ranks equal the other column's, or their reverse, on every row, with the
+    same rows missing. It carries no information of its own, so its correlation with the original (ρ = ±1)
+    is not a finding. Checked on all rows, since the near-duplicate search looks at a sample.
+    """
+    from scipy.stats import rankdata
+
+    position = {c: i for i, c in enumerate(order)}
+    for a, b, _ in near:
+        first, later = sorted((a, b), key=position.get)
+        if profiles[later].get("copy_of") or profiles[first].get("copy_of"):
+            continue
+        x = frame[first].to_numpy(dtype=float, na_value=np.nan)
+        y = frame[later].to_numpy(dtype=float, na_value=np.nan)
+        fx, fy = np.isfinite(x), np.isfinite(y)
+        if not np.array_equal(fx, fy) or fx.sum() < 10 or len(np.unique(x[fx])) < 10:
+            continue
+        rx, ry = rankdata(x[fx]), rankdata(y[fy])
+        if np.array_equal(rx, ry) or np.array_equal(rx, fx.sum() + 1 - ry):
+            profiles[later]["copy_of"] = first
+            profiles[later]["warnings"].append(f"copy (of {first[:NAME_CHARS]})")
+
+
 def table_warnings(profiles: dict[str, dict], order: list[str], n_dup: int,
                    n_dup_no_ids: int) -> tuple[list[str], list[str]]:
     """Table-level problems, most serious first: plain text for the summary and markdown for the report."""
@@ -307,6 +336,7 @@ def describe(session, columns: list[str] | None = None, page: Annotated[int, Fie
     near = near_duplicate_pairs(frame[usable].to_numpy(dtype=float, na_value=np.nan), usable,
                                 session.rng(31)) if len(usable) >= 2 else []
     mark_near_duplicates(profiles, near)
+    mark_copies(profiles, near, frame, names)
     for prof in profiles.values():
         if not prof["warnings"]:
             del prof["warnings"]
