@@ -265,6 +265,15 @@ def test_limits_become_values_with_censored_flags(tmp_path):
     assert "err" not in table.censored
 
 
+def test_thousands_separators_are_read_as_numbers_only_when_certain(tmp_path):
+    path = write_text(tmp_path / "t.csv", 'flux,ambiguous,label\n"4,767.2","1,234",a\n980.5,17,b\n"12,001.0","2,500",c\n,"3,001",d\n')
+    table = load_table(path)
+    assert table.info["flux"].role == "numeric"
+    np.testing.assert_array_equal(table.df["flux"].to_numpy(), [4767.2, 980.5, 12001.0, np.nan])
+    assert any("thousands separators" in n for n in table.info["flux"].notes)
+    assert table.info["ambiguous"].role != "numeric" or table.df["ambiguous"].iloc[0] != 1234  # 1,234 may be 1.234
+
+
 def test_text_with_a_stray_less_than_stays_text(tmp_path):
     path = write_text(tmp_path / "t.csv", "comment,v\n<b>bold</b>,1\nplain,2\n<0.5,3\n")
     table = load_table(path)

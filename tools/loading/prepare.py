@@ -11,6 +11,7 @@ from serendip.tools.loading.limits import parse_limits
 from serendip.tools.loading.names import make_unique_names
 from serendip.tools.loading.roles import bool_words, column_kind, infer_role
 from serendip.tools.loading.sentinels import mask_sentinels
+from serendip.tools.loading.thousands import parse_thousands
 from serendip.tools.engine.table import ColumnInfo, Table
 
 # Cell texts that mean "no value" in any string column (CSV readers already catch most of them).
@@ -86,6 +87,10 @@ def _prepare_column(raw: pd.Series, ci: ColumnInfo, censored: dict[str, np.ndarr
     col = normalise_dtype(raw)
     flags = None
     if clean:
+        col, grouped = parse_thousands(col)
+        if grouped:
+            ci.notes.append(grouped)
+            warnings.append(grouped)
         col, flags, note = parse_limits(col)
         if flags is not None:
             censored[ci.name] = flags
