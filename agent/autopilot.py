@@ -230,7 +230,8 @@ class Autopilot:
             self.note(f"Left out as measurement uncertainties: {', '.join(errors[:15])}"
                       + (" …" if len(errors) > 15 else "") + ".")
         numeric = [c for c in numeric if c not in errors]
-        copies = {c: info[c]["copy_of"] for c in numeric if info.get(c, {}).get("copy_of") in numeric}
+        copies = {c: info[c]["copy_of"] for c in numeric
+                  if info.get(c, {}).get("copy_of") in numeric and c not in self.intent.focus}
         if copies:  # the same values up to units or a log: its ρ = ±1 with the original is not a finding
             self.note("Left out as exact copies of another column (the same values up to a monotonic transform): "
                       + ", ".join(f"{c} (of {o})" for c, o in list(copies.items())[:15])

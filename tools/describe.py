@@ -268,17 +268,23 @@ def mark_copies(profiles: dict[str, dict], near: list[tuple[str, str, float]], f
     from scipy.stats import rankdata
 
     position = {c: i for i, c in enumerate(order)}
+    ranked: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # each column ranked once, however many pairs it is in
+
+    def ranks(name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in ranked:
+            v = frame[name].to_numpy(dtype=float, na_value=np.nan)
+            finite = np.isfinite(v)
+            ranked[name] = (finite, rankdata(v[finite]) if len(np.unique(v[finite])) >= 10 else np.empty(0))
+        return ranked[name]
+
     for a, b, _ in near:
         first, later = sorted((a, b), key=position.get)
         if profiles[later].get("copy_of") or profiles[first].get("copy_of"):
             continue
-        x = frame[first].to_numpy(dtype=float, na_value=np.nan)
-        y = frame[later].to_numpy(dtype=float, na_value=np.nan)
-        fx, fy = np.isfinite(x), np.isfinite(y)
-        if not np.array_equal(fx, fy) or fx.sum() < 10 or len(np.unique(x[fx])) < 10:
+        (fx, rx), (fy, ry) = ranks(first), ranks(later)
+        if not np.array_equal(fx, fy) or len(rx) < 10 or len(ry) != len(rx):
             continue
-        rx, ry = rankdata(x[fx]), rankdata(y[fy])
-        if np.array_equal(rx, ry) or np.array_equal(rx, fx.sum() + 1 - ry):
+        if np.array_equal(rx, ry) or np.array_equal(rx, len(rx) + 1 - ry):
             profiles[later]["copy_of"] = first
             profiles[later]["warnings"].append(f"copy (of {first[:NAME_CHARS]})")
 
