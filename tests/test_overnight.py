@@ -298,9 +298,24 @@ def test_follow_up_labels_one_field_trend_fragile_and_real_trend_robust(tmp_path
     assert all(c["evidence"] in ids for c in res[local["id"]]["checks"])
 
 
+def findings_of_calls(tmp_path: Path, df: pd.DataFrame, tool: str, column_sets: list[list[str]], **arguments):
+    """A run folder made by one ``tool`` call per column set (no autopilot), and its findings of that kind,
+    one per column set, in the same order."""
+    import serendip
+
+    df.to_csv(tmp_path / "t.csv", index=False)
+    run_dir = tmp_path / "run"
+    with serendip.open(str(tmp_path / "t.csv"), workdir=run_dir, sandbox=False) as an:
+        for columns in column_sets:
+            an.call(tool, columns=columns, **arguments)
+        an.report()
+    kind = {"outliers": "outlier", "cluster": "group"}[tool]
+    found = [f for f in json.loads((run_dir / "findings.json").read_text())["findings"] if f["kind"] == kind]
+    return run_dir, [next(f for f in found if set(f["columns"]) == set(cols)) for cols in column_sets]
+
+
 @pytest.mark.slow  # about a dozen robust-covariance (MCD) fits
 def test_follow_up_labels_real_outliers_robust_and_an_offset_field_artefact(tmp_path):
-    import serendip
     from serendip.agent.overnight.followup import follow_up
 
     r = np.random.default_rng(1)
@@ -309,15 +324,7 @@ def test_follow_up_labels_real_outliers_robust_and_an_offset_field_artefact(tmp_
     for row, (va, vb) in zip((5, 210, 60, 330, 120, 390), ((7, 7), (-7, 7), (7, -7), (-7, -7), (8, 0), (0, -8))):
         df.loc[row, ["a", "b"]] = va, vb  # six real outliers, spread over the fields
     df.loc[df.field == "E", ["c", "d"]] += 6.0  # a small field offset from the others
-    df.to_csv(tmp_path / "t.csv", index=False)
-    run_dir = tmp_path / "run"
-    with serendip.open(str(tmp_path / "t.csv"), workdir=run_dir, sandbox=False) as a:
-        a.call("outliers", columns=["a", "b"], method="mahalanobis")
-        a.call("outliers", columns=["c", "d"], method="mahalanobis")
-        a.report()
-    findings = [f for f in json.loads((run_dir / "findings.json").read_text())["findings"] if f["kind"] == "outlier"]
-    real = next(f for f in findings if set(f["columns"]) == {"a", "b"})
-    offset = next(f for f in findings if set(f["columns"]) == {"c", "d"})
+    run_dir, (real, offset) = findings_of_calls(tmp_path, df, "outliers", [["a", "b"], ["c", "d"]], method="mahalanobis")
     res = follow_up(run_dir, [real, offset], tmp_path / "fu")
     assert res[real["id"]]["label"] == "robust", res[real["id"]]
     assert res[offset["id"]]["label"] == "artefact", res[offset["id"]]
@@ -330,7 +337,6 @@ def test_follow_up_labels_real_outliers_robust_and_an_offset_field_artefact(tmp_
 
 @pytest.mark.slow  # a dozen cluster refits
 def test_follow_up_labels_class_groups_robust_and_groups_made_by_a_field_offset_artefact(tmp_path):
-    import serendip
     from serendip.agent.overnight.followup import follow_up
 
     r = np.random.default_rng(2)
@@ -342,15 +348,7 @@ def test_follow_up_labels_class_groups_robust_and_groups_made_by_a_field_offset_
     df["b"] = r.normal(size=n) - 4.0 * (species == "q")
     df["c"] = r.normal(size=n) + 5.0 * (fields == "C")  # one field's calibration offset, no kinds of object
     df["d"] = r.normal(size=n) + 5.0 * (fields == "C")
-    df.to_csv(tmp_path / "t.csv", index=False)
-    run_dir = tmp_path / "run"
-    with serendip.open(str(tmp_path / "t.csv"), workdir=run_dir, sandbox=False) as an:
-        an.call("cluster", columns=["a", "b"], method="gmm")
-        an.call("cluster", columns=["c", "d"], method="gmm")
-        an.report()
-    groups = [f for f in json.loads((run_dir / "findings.json").read_text())["findings"] if f["kind"] == "group"]
-    kinds = next(f for f in groups if set(f["columns"]) == {"a", "b"})
-    offset = next(f for f in groups if set(f["columns"]) == {"c", "d"})
+    run_dir, (kinds, offset) = findings_of_calls(tmp_path, df, "cluster", [["a", "b"], ["c", "d"]], method="gmm")
     res = follow_up(run_dir, [kinds, offset], tmp_path / "fu")
     assert res[kinds["id"]]["label"] == "robust", res[kinds["id"]]
     assert "levels of `species`" in res[kinds["id"]]["why"]
