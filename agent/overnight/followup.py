@@ -2,8 +2,9 @@
 
 A trend is re-tested on each random half of the rows, within each level of every categorical column
 (field, instrument, survey), after controlling for each strong covariate (partial correlation) and with
-a second correlation measure. A grouping is re-fitted with another clustering algorithm, on each half and within each level of every
-categorical; groups that are the levels of an observing split (field, plate, instrument) are an artefact.
+a second correlation measure. A grouping is re-fitted with another clustering algorithm, on each half and
+within each level of every categorical; groups that are the levels of an observing split (field, plate,
+instrument) are an artefact.
 A set of outliers is re-flagged with the run's own ``outliers`` call (same columns, method and cut) on each
 random half and within each level of every categorical, and with a second method (another detector, or
 the other fit of an off-relation search); each check counts how many of the originally flagged rows it
@@ -309,8 +310,9 @@ def group_level_checks(sess: Session, finding: dict, columns: list[str], method:
                 members = labels[in_level]
                 _, counts = np.unique(members[np.isfinite(members)], return_counts=True)
                 if int((counts >= per_group).sum()) < 2:
+                    why = f"it holds {per_group} or more rows of fewer than two of the groups"
                     out.setdefault(cat, []).append({"check": name, "evidence": None, "outcome": "uninformative",
-                                                    "why": f"it holds {per_group} or more rows of fewer than two of the groups"})
+                                                    "why": why})
                     continue
             if not sess.select(f"{quote_name(cat)} == {quote_value(lv)}").ok:
                 continue

@@ -43,4 +43,5 @@ def parse_thousands(col: pd.Series) -> tuple[pd.Series, str]:
     numbers = pd.to_numeric(text.str.replace(",", "", regex=False), errors="coerce")
     out = pd.Series(float("nan"), index=col.index, dtype="float64")
     out[present] = numbers.astype("float64")
-    return out, f"{int(grouped.sum())} numbers written with thousands separators (as in '{text[grouped].iloc[0]}') read as numbers"
+    example = text[grouped].iloc[0]
+    return out, f"{int(grouped.sum())} numbers written with thousands separators (as in '{example}') read as numbers"
