@@ -18,11 +18,12 @@ CASES_DIR = Path(runner.__file__).resolve().parent / "cases"
 ALL_SYNTHETIC = sorted(p.stem for p in CASES_DIR.glob("synthetic_*.toml"))
 # Scored by `serendip eval` only (evals/RESULTS.md, rerun whenever behaviour changes): every case here costs a
 # full exploration and the suite must stay under 10 minutes on 2 cores. synthetic_bimodal_colour stands for the
-# group finders, synthetic_systematic for the systematics; hidden groups, the null table and the demo table's
-# run are also guarded by tests/test_explore.py and the web tests on smaller tables.
+# group finders; the systematic field, hidden groups, the null table and the demo table's run are also guarded
+# by tests/test_explore.py and the web tests on smaller tables, well-separated groups by tests/test_cluster.py.
 EVAL_ONLY = {"synthetic_curve_groups", "synthetic_sequence_groups", "synthetic_few_column_classes",
              "synthetic_subspace_clump", "synthetic_hidden_groups", "synthetic_example_regions",
-             "synthetic_simpson", "synthetic_catalogue_conventions", "synthetic_null"}
+             "synthetic_simpson", "synthetic_catalogue_conventions", "synthetic_null", "synthetic_systematic",
+             "synthetic_groups"}
 SYNTHETIC = [name for name in ALL_SYNTHETIC if name not in EVAL_ONLY]
 REAL_QUICK = ["cyg_ob1_giants", "iris_setosa", "penguins_species"]
 # Anonymised variants whose plain run is cheap; every case's anonymised variant runs in `serendip eval --both`.
