@@ -181,7 +181,7 @@ class Autopilot:
         # Astronomers look for kinds of object in colour space: when the table's photometry was recognised, a
         # second map of the colours (and one magnitude) alone, so that columns unrelated to the photometry
         # (sky position, fibre numbers an anonymised table cannot name) do not shape its density groups.
-        photometric = list(dict.fromkeys(self.photometric))
+        photometric = self.photometric
         photo_map = (self._step("umap", {"columns": photometric}, urgent=False)
                      if embed and len(photometric) >= 3 and set(photometric) != set(second_look) else None)
         if groups and raw:
@@ -336,6 +336,7 @@ class Autopilot:
             self.photometric.append(keep_ref)
         existing = [c for c in columns if dv.is_colour_name(c) or self.kinds.get(c) == "magnitude" and c not in replaced]
         self.photometric += [c for c in existing if c not in self.photometric and c != reference]
+        self.photometric = list(dict.fromkeys(self.photometric))  # once, here: the group searches read it as is
         if replaced:
             self.note(f"Magnitudes {', '.join(sorted(replaced))} are analysed through the derived colours"
                       + (f" and {keep_ref}" if keep_ref else "") + " rather than on their own.")
@@ -394,7 +395,7 @@ class Autopilot:
                 self.note(f"Columns that depend on no other column were left out of the second group search: "
                           f"{', '.join(unrelated[:15])}" + (" …" if len(unrelated) > 15 else "") + f" (evidence {res.id}).")
                 self.submit("cluster", columns=informative, method="gmm", missing=self.missing)
-        photometric = list(dict.fromkeys(self.photometric))
+        photometric = self.photometric
         if len(photometric) >= 2 and set(photometric) != set(columns):
             self.submit("cluster", columns=photometric, method="gmm", missing=self.missing)
         if self.long_colour:

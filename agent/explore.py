@@ -22,7 +22,7 @@ from serendip.agent.report_md import build_report
 from serendip.agent.settings import Settings
 from serendip.agent.summary_rewrite import apply_summary_rewrite
 from serendip.agent.runlock import LOCK_NAME, FolderBusy, RunLock
-from serendip.agent.table_path import RunSetupError, check_table_path  # noqa: F401  (re-exported)
+from serendip.agent.table_path import RunSetupError, check_table_path  # also imported from here by callers
 from serendip.agent.transcript import Transcript
 from serendip.tools.engine.errors import TableLoadError
 from serendip.tools.engine.thresholds import Thresholds

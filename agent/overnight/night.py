@@ -95,8 +95,11 @@ def follow_up_candidates(out: Path, plan: Plan, candidates, progress: NightProgr
         if todo:
             progress.log(f"follow-up of {len(todo)} candidate(s) of {folder}")
 
-            def done(finding: dict, result: dict, count=iter(range(1, len(todo) + 1)), total=len(todo)) -> None:
-                progress.log(f"  {next(count)}/{total} {result['label']}: {str(finding.get('title', ''))[:90]}")
+            finished: list[str] = []
+
+            def done(finding: dict, result: dict) -> None:  # called within this iteration, on this run's todo
+                finished.append(finding["id"])
+                progress.log(f"  {len(finished)}/{len(todo)} {result['label']}: {str(finding.get('title', ''))[:90]}")
 
             try:
                 # the run's re-tests are kept together (their evidence ids number one transcript), so they are
