@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlparse
 
 import httpx
-import openai
 import pydantic
 from langchain_core.exceptions import ContextOverflowError, ModelError
 from langchain_core.messages import AIMessage, BaseMessage
@@ -36,8 +36,18 @@ TRANSIENT_STATUS = (408, 409, 429)
 REPLY_LIMIT = 2000
 """Characters of an offending reply kept in the transcript."""
 MALFORMED_ERRORS = (json.JSONDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-                    pydantic.ValidationError, openai.APIResponseValidationError)
-"""What the client stack raises on a reply it cannot read (a 200 that is not a usable completion)."""
+                    pydantic.ValidationError)
+"""What the client stack raises on a reply it cannot read (a 200 that is not a usable completion; also
+openai's APIResponseValidationError)."""
+
+
+def _openai_module():
+    """The openai package when a client was built in this process, else None.
+
+    openai is imported only by :func:`build_chat_model` (it costs over a second, and an offline chat or
+    exploration never needs it); an exception can only be one of openai's once a client exists.
+    """
+    return sys.modules.get("openai")
 
 
 class MalformedReply(Exception):
@@ -81,6 +91,11 @@ def provider_failure(exc: BaseException) -> str | None:
     provider refusal), or None (not a provider failure)."""
     if isinstance(exc, MalformedReply):
         return "malformed"
+    openai = _openai_module()
+    if openai is None:
+        if isinstance(exc, ModelError):
+            return "transient" if exc.is_retryable else "fatal"
+        return "malformed" if isinstance(exc, MALFORMED_ERRORS) else None
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         if names_tool_choice(exc):  # a refusal of the parameter (even as a 500): asking again cannot help
@@ -118,7 +133,9 @@ def is_context_overflow(exc: BaseException) -> bool:
     """True for a provider's refusal of a conversation longer than the model's context."""
     if isinstance(exc, ContextOverflowError):
         return True
-    return isinstance(exc, openai.BadRequestError) and bool(CONTEXT_OVERFLOW.search(f"{exc} {getattr(exc, 'body', '')}"))
+    openai = _openai_module()
+    return (openai is not None and isinstance(exc, openai.BadRequestError)
+            and bool(CONTEXT_OVERFLOW.search(f"{exc} {getattr(exc, 'body', '')}")))
 
 
 def retry_after(exc: BaseException) -> float:
@@ -189,6 +206,8 @@ def build_chat_model(settings: Settings):
             kwargs["extra_body"] = {"max_tokens": settings.max_output_tokens}
     if settings.is_loopback:
         kwargs["stop"] = list(LOCAL_STOP_SEQUENCES)
+    import openai
+
     recorder = ReplyRecorder()
     client = openai.DefaultHttpxClient(event_hooks={"response": [recorder]})
     client.serendip_recorder = recorder

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 
 
 def bh_qvalues(p_values: np.ndarray | list[float]) -> np.ndarray:
@@ -52,6 +51,8 @@ def resampling_stability(fit_predict, X: np.ndarray, reference: np.ndarray, rng:
     Returns:
         The mean adjusted Rand index over resamples, restricted to each subsample's rows (0–1; clipped at 0).
     """
+    from sklearn.metrics import adjusted_rand_score  # here: the ledger imports this module in the light parent
+
     n = len(X)
     size = int(min(max(fraction * n, 2), max_rows))
     scores = []
