@@ -63,6 +63,31 @@ def test_two_dimensional_overlap_on_the_discriminant_direction():
     assert not gt.separation_test(Y, labels, np.random.default_rng(7))["separated"]
 
 
+def test_components_tiling_a_flat_population_fail_the_predictive_valley_check():
+    r = np.random.default_rng(11)
+    U = r.uniform(0, 10, 3000)[:, None]
+    labels, model = mixture_labels(U, k=4)
+    sep = gt.separation_test(U, labels, np.random.default_rng(1), model=model)
+    check = gt.predictive_valley_check(U, model, sep, np.random.default_rng(2))
+    assert not check["consistent"] and check["valley_ratio"] > check["simulated_median"]
+    boot = {"p_value": 1e-9, "predictive": check}  # the likelihood ratio rejects one Gaussian: it must not count
+    assert not gt.decide(sep, boot)[0]
+    X, _ = two_populations(3.2, n=3000, seed=12)
+    labels, model = mixture_labels(X)
+    sep = gt.separation_test(X, labels, np.random.default_rng(1), model=model)
+    assert gt.predictive_valley_check(X, model, sep, np.random.default_rng(2))["consistent"]
+
+
+@pytest.mark.parametrize("draw", ["uniform", "triangular"])
+def test_one_flat_topped_population_is_not_called_overlapping_populations(make_session, draw):
+    r = np.random.default_rng(13)
+    x = r.uniform(0, 10, 1500) if draw == "uniform" else r.triangular(0, 5, 10, 1500)
+    res = call_tool(make_session(pd.DataFrame({"x": x})), "cluster", {"columns": ["x"], "method": "gmm"})
+    assert res.ok, res.error
+    assert res.summary["verdict"] not in ("groups", "overlapping"), res.summary["reason"]
+    assert not [f for f in res.findings if f["kind"] == "group"]
+
+
 def test_cluster_reports_overlapping_populations(make_session):
     X, truth = two_populations(3.2, n=1500, seed=8)
     r = np.random.default_rng(9)

@@ -447,6 +447,14 @@ def decide_grouping(session, grouping: cm.Grouping, chosen: str, Zf: np.ndarray,
                   f"neighbour ({separation['decided_by']}, p = {separation['p_value']:.2g}), with overlap "
                   + (f"{overlap:.0%}" if overlap is not None else "unmeasured")
                   + f" and stability {stability:.2f}")
+    elif (bootstrap is not None and not bootstrap.get("predictive", {}).get("consistent", True)
+          and bootstrap["p_value"] <= gt.SEPARATION_ALPHA):
+        pred = bootstrap["predictive"]
+        reason += (f"; {grouping.n_groups} Gaussian components fit better than {grouping.n_groups - 1} "
+                   f"(bootstrap p = {bootstrap['p_value']:.2g}), but samples drawn from them have deeper valleys "
+                   f"between neighbours than the data (valley ratio {pred['valley_ratio']:.2f} observed, "
+                   f"{pred['simulated_median']:.2f} predicted; p = {pred['p_value']:.2g}): the components "
+                   "describe the shape of one flat-topped population, not separate populations")
     return verdict, reason, separation, bootstrap, overlap
 
 
@@ -516,6 +524,8 @@ def population_tests(session, grouping: cm.Grouping, Zf: np.ndarray, verdict: st
             and grouping.n_groups * Zf.shape[1] <= gt.BOOTSTRAP_MAX_PARAMETERS):
         bootstrap = gt.bootstrap_lr_test(gt.power_transformed(Zf), grouping.n_groups, rng,
                                          cov=grouping.selection.get("covariance_type", "full"))
+        if bootstrap is not None:
+            bootstrap["predictive"] = gt.predictive_valley_check(Zf, grouping.model, separation, rng)
     if separation is not None:
         separated, p, test = gt.decide(separation, bootstrap)
         separation = {**separation, "separated": separated, "p_value": p, "decided_by": test,
@@ -529,6 +539,10 @@ def overlapping_finding(finding: dict, separation: dict, bootstrap: dict | None,
     finding["title"] = finding["title"].replace(f"{k} groups", f"{k} overlapping populations", 1)
     boot = (f"; a parametric bootstrap of the likelihood ratio ({bootstrap['k']} vs {bootstrap['k'] - 1} "
             f"components) gives p = {bootstrap['p_value']:.2g}" if bootstrap else "")
+    predictive = (bootstrap or {}).get("predictive") or {}
+    if predictive.get("valley_ratio") is not None:
+        boot += (f", and samples drawn from the mixture reproduce the valleys between its groups (valley ratio "
+                 f"{predictive['valley_ratio']:.2f} observed, {predictive['simulated_median']:.2f} predicted)")
     finding["summary"] = finding["summary"].replace(
         "better separated than featureless data", "overlapping rather than distinct; not better separated than "
         "featureless data", 1) + (f" Tested against one population: {separation['test']}, p = "
