@@ -433,13 +433,22 @@ class AgentLoop:
         return self._stream(messages, **kwargs)
 
     def _stream(self, messages: list[BaseMessage], **kwargs) -> AIMessage:
-        """One streamed model call: each piece of text goes to ``on_event('token', ...)`` as it arrives."""
+        """One streamed model call: each piece of text goes to ``on_event('token', ...)`` as it arrives.
+
+        The client's timeout bounds each wait for the next piece, not the whole reply; a reply still coming
+        when ``timeout`` (the time the run has left, see ModelAdapter) has passed is closed and the run
+        stops with ``time_limit``.
+        """
         merged = None
         text_so_far = ""
+        deadline = time.monotonic() + kwargs["timeout"] if kwargs.get("timeout") else None
         if self.cut_padding:
             kwargs = {"stream_usage": True, **kwargs}  # token counts of replies read to the end
         stream = self.model.stream(messages, **kwargs)
         for chunk in stream:
+            if deadline is not None and time.monotonic() > deadline:
+                stream.close()
+                raise Stop("time_limit", "reached the time limit while the model was still replying")
             text = chunk.content if isinstance(chunk.content, str) else message_text(chunk)
             if text:
                 self._emit("token", {"text": text})

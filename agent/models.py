@@ -159,13 +159,22 @@ def check_reply(ai: Any) -> AIMessage:
 
 
 class ReplyRecorder:
-    """An httpx response hook that keeps the start of the last response body (for the transcript)."""
+    """An httpx response hook that keeps the start of the last response body (for the transcript).
+
+    A streamed reply (server-sent events) is not read here: reading it in the hook would hold every piece
+    back until the whole reply had arrived, so tokens could not be shown as they come, a padding reply
+    could not be cut short, and a reply still coming at the run's time limit could not be stopped.
+    """
 
     def __init__(self, limit: int = REPLY_LIMIT) -> None:
         self.limit = limit
         self.last = ""
 
     def __call__(self, response: httpx.Response) -> None:
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("text/event-stream"):
+            self.last = f"HTTP {response.status_code} {content_type}: (a stream, read as it arrives)"
+            return
         try:
             response.read()
             self.last = f"HTTP {response.status_code} {response.headers.get('content-type', '')}: " \

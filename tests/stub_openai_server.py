@@ -51,6 +51,11 @@ def delayed(reply: dict, seconds: float) -> dict:
     return {**reply, "delay": seconds}
 
 
+def trickled(reply: dict, seconds_per_chunk: float) -> dict:
+    """``reply``, streamed (when the client asks for a stream) one event every ``seconds_per_chunk``."""
+    return {**reply, "chunk_delay": seconds_per_chunk}
+
+
 def completion(message: dict, finish_reason: str, usage: tuple[int, int]) -> dict:
     prompt, completion_tokens = usage
     return {"id": "chatcmpl-stub", "object": "chat.completion", "created": 1700000000, "model": "stub-model",
@@ -187,7 +192,13 @@ class StubOpenAIServer:
                     for k, v in (reply.get("headers") or {}).items():
                         self.send_header(k, str(v))
                     self.end_headers()
-                    self.wfile.write(data)
+                    if stream and reply.get("chunk_delay"):
+                        for event in data.split(b"\n\n")[:-1]:
+                            self.wfile.write(event + b"\n\n")
+                            self.wfile.flush()
+                            time.sleep(reply["chunk_delay"])
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
 

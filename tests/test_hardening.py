@@ -28,7 +28,7 @@ from serendip.tools.engine.registry import call_tool
 from serendip.tools.engine.sandbox import SandboxLimits, ToolCrash, WorkerRunner
 from serendip.tools.engine.session import safe_scale
 from serendip.tools.engine.table import Table
-from stub_openai_server import StubOpenAIServer, delayed, tool_calls_reply
+from stub_openai_server import StubOpenAIServer, delayed, text_reply, tool_calls_reply, trickled
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -219,6 +219,27 @@ def test_model_call_gets_the_time_left_as_its_timeout(tmp_path):
         outcome = loop.run([SystemMessage("s"), HumanMessage("t")])
     assert outcome.status == "time_limit"
     assert time.monotonic() - started < 6.0  # not the client's 600 s, nor the server's 8 s
+
+
+def test_a_streamed_reply_still_coming_at_the_time_limit_is_closed(tmp_path):
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from serendip.agent.models import build_chat_model
+    from serendip.agent.settings import Settings
+
+    # every piece arrives well within the client's timeout, but the whole reply takes ~12 s
+    slow = trickled(text_reply("word " * 60), 0.2)
+    with StubOpenAIServer([slow]) as server:
+        model = build_chat_model(Settings.defaults(model="stub-model", base_url=server.base_url, api_key="x",
+                                                   request_timeout=600))
+        d = dispatcher_over(tmp_path)
+        loop = AgentLoop(model, d, d.transcript, LoopLimits(time_limit=2.0, retry_base_delay=0.01),
+                         cut_padding=True)
+        started = time.monotonic()
+        outcome = loop.run([SystemMessage("s"), HumanMessage("t")])
+        took = time.monotonic() - started  # (leaving the block waits for the stub to finish sending)
+    assert outcome.status == "time_limit" and "still replying" in outcome.reason
+    assert took < 6.0
 
 
 @pytest.fixture
