@@ -60,8 +60,14 @@ def exit_worker(session, code: Annotated[int, Field(ge=1, le=100)] = 7) -> ToolR
 def where_am_i(session) -> ToolResult:
     """Report the worker's working directory, pid and address-space cap."""
     import resource
+    import sys
 
-    return ToolResult(summary={"cwd": os.getcwd(), "pid": os.getpid(),
+    from threadpoolctl import threadpool_info
+
+    return ToolResult(summary={"cwd": os.getcwd(), "pid": os.getpid(), "parent": os.getppid(),
                                "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0],
                                "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-                               "omp_threads": os.environ.get("OMP_NUM_THREADS")})
+                               "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+                               "openmp_pools": sorted({p["num_threads"] for p in threadpool_info()
+                                                       if p["user_api"] == "openmp"}),
+                               "preloaded": "serendip.tools.engine.worker_preload" in sys.modules})

@@ -98,6 +98,19 @@ def test_worker_reports_tools_table_and_limits(shared_runner):
     assert where["omp_threads"] == expected_env["OMP_NUM_THREADS"]
 
 
+def test_workers_fork_from_one_preloaded_server_with_their_own_thread_counts(make_runner, monkeypatch):
+    one = make_runner(n_threads=1).start().call("where_am_i", {}, "R1").summary
+    two = make_runner(n_threads=2).start().call("where_am_i", {}, "R1").summary
+    # forked from the same forkserver (not from this process), which had imported the tools already
+    assert one["parent"] == two["parent"] != os.getpid() and one["preloaded"] and two["preloaded"]
+    if "OMP_NUM_THREADS" not in os.environ:  # the user's setting wins over the worker's own
+        assert (one["omp_threads"], two["omp_threads"]) == ("1", "2")
+        assert set(one["openmp_pools"]) <= {1} and set(two["openmp_pools"]) <= {2}
+    monkeypatch.setenv("SERENDIP_WORKER_START", "spawn")
+    fresh = make_runner().start().call("where_am_i", {}, "R1").summary
+    assert fresh["parent"] == os.getpid() and not fresh["preloaded"]
+
+
 def test_bad_arguments_come_back_as_error_result(shared_runner):
     result = shared_runner.call("residualize", '{"y": "nope", "x": ["x"]}', "R1")
     unknown = shared_runner.call("no_such_tool", {}, "R2")
