@@ -447,12 +447,10 @@ def decide_grouping(session, grouping: cm.Grouping, chosen: str, Zf: np.ndarray,
                   f"neighbour ({separation['decided_by']}, p = {separation['p_value']:.2g}), with overlap "
                   + (f"{overlap:.0%}" if overlap is not None else "unmeasured")
                   + f" and stability {stability:.2f}")
-    elif (bootstrap is not None and not bootstrap.get("predictive", {}).get("consistent", True)
-          and bootstrap["p_value"] <= gt.SEPARATION_ALPHA):
-        pred = bootstrap["predictive"]
-        reason += (f"; {grouping.n_groups} Gaussian components fit better than {grouping.n_groups - 1} "
-                   f"(bootstrap p = {bootstrap['p_value']:.2g}), but samples drawn from them have deeper valleys "
-                   f"between neighbours than the data (valley ratio {pred['valley_ratio']:.2f} observed, "
+    elif separation is not None and not separation.get("predictive", {}).get("consistent", True):
+        pred = separation["predictive"]
+        reason += (f"; samples drawn from the {grouping.n_groups} components have deeper valleys between "
+                   f"neighbours than the data (valley ratio {pred['valley_ratio']:.2f} observed, "
                    f"{pred['simulated_median']:.2f} predicted; p = {pred['p_value']:.2g}): the components "
                    "describe the shape of one flat-topped population, not separate populations")
     return verdict, reason, separation, bootstrap, overlap
@@ -522,10 +520,15 @@ def population_tests(session, grouping: cm.Grouping, Zf: np.ndarray, verdict: st
             and not separation["separated"] and separation["min_ashman_d"] >= gt.MIN_ASHMAN_D
             and stability is not None and stability >= session.thresholds.min_stability
             and grouping.n_groups * Zf.shape[1] <= gt.BOOTSTRAP_MAX_PARAMETERS):
-        bootstrap = gt.bootstrap_lr_test(gt.power_transformed(Zf), grouping.n_groups, rng,
-                                         cov=grouping.selection.get("covariance_type", "full"))
-        if bootstrap is not None:
-            bootstrap["predictive"] = gt.predictive_valley_check(Zf, grouping.model, separation, rng)
+        # The cheap model check first: a mixture that cannot reproduce its own valleys is not populations
+        # whatever the (costly) likelihood ratio says. Its own generator keeps the bootstrap's draws unchanged.
+        predictive = gt.predictive_valley_check(Zf, grouping.model, separation, session.rng(37))
+        separation = {**separation, "predictive": predictive}
+        if predictive["consistent"]:
+            bootstrap = gt.bootstrap_lr_test(gt.power_transformed(Zf), grouping.n_groups, rng,
+                                             cov=grouping.selection.get("covariance_type", "full"))
+            if bootstrap is not None:
+                bootstrap["predictive"] = predictive
     if separation is not None:
         separated, p, test = gt.decide(separation, bootstrap)
         separation = {**separation, "separated": separated, "p_value": p, "decided_by": test,
