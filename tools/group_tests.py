@@ -260,8 +260,10 @@ def decide(separation: dict | None, bootstrap: dict | None) -> tuple[bool, float
     Populations when the dip test rejects unimodality, or when the bootstrap likelihood ratio (after a
     power transform) rejects k−1 components, every group sits at least :data:`MIN_ASHMAN_D` pooled
     standard deviations from its nearest neighbour (Ashman et al. 1994: a mere scale mixture or a heavy
-    tail has its components on top of each other) and the mixture reproduces the observed dips (the
-    bootstrap's ``predictive`` check: components side by side in one flat-topped population do not). The p-value is Bonferroni-corrected for the two tests.
+    tail has its components on top of each other) and the mixture reproduces the observed valleys (the
+    ``predictive`` check of :func:`predictive_valley_check`, carried by the bootstrap's result: components
+    side by side in one flat-topped population do not). The p-value is Bonferroni-corrected for the two
+    tests.
     """
     if separation is None:
         return False, None, ""
