@@ -37,6 +37,7 @@ is used. As with any spawn-based code, a script that starts a runner must do so 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import json
 import multiprocessing
@@ -276,6 +277,21 @@ PRELOAD_MODULE = "serendip.tools.engine.worker_preload"
 _forkserver_ready = False
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """``values`` set in this process's environment for the block (hold :data:`_ENVIRONMENT_LOCK`)."""
+    saved = {var: os.environ.get(var) for var in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
 def _context():
     """The multiprocessing context workers start from: a forkserver with the tools preloaded, else spawn.
 
@@ -292,18 +308,8 @@ def _context():
             import multiprocessing.forkserver as forkserver
 
             ctx.set_forkserver_preload([PRELOAD_MODULE])
-            saved = {}
-            for var, value in worker_environment().items():
-                saved[var] = os.environ.get(var)
-                os.environ[var] = value
-            try:
+            with _environment(worker_environment()):
                 forkserver.ensure_running()
-            finally:
-                for var, value in saved.items():
-                    if value is None:
-                        os.environ.pop(var, None)
-                    else:
-                        os.environ[var] = value
             _forkserver_ready = True
     return ctx
 _LIVE_WORKERS: dict[int, tuple] = {}
@@ -436,19 +442,8 @@ class WorkerRunner:
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         process = ctx.Process(target=_worker_main, args=(child_conn, os.getpid()),
                               name="serendip-worker", daemon=False)
-        with _ENVIRONMENT_LOCK:  # the workers of a pool start from several threads
-            saved = {}
-            for var, value in worker_environment(self.n_threads).items():
-                saved[var] = os.environ.get(var)
-                os.environ[var] = value
-            try:
-                process.start()
-            finally:
-                for var, value in saved.items():
-                    if value is None:
-                        os.environ.pop(var, None)
-                    else:
-                        os.environ[var] = value
+        with _ENVIRONMENT_LOCK, _environment(worker_environment(self.n_threads)):  # pools start from threads
+            process.start()
         child_conn.close()
         self._process, self._conn = process, parent_conn
         # Stop the worker when this runner is garbage-collected or the interpreter exits, even without close().
