@@ -109,15 +109,12 @@ def component_ashman_d(model: GaussianMixture, g: int, h: int) -> float:
     components fitted to one skewed or heavy-tailed population sit on top of each other (D well below 2).
     """
     d = model.means_.shape[1]
-
-    def cov(j: int) -> np.ndarray:
-        return _component_cov(model, j)
-
     diff = model.means_[g] - model.means_[h]
-    pooled = cov(g) + cov(h)
+    pooled = _component_cov(model, g) + _component_cov(model, h)
     pooled = pooled + 1e-9 * np.trace(pooled) / d * np.eye(d)
     w = np.linalg.solve(pooled, diff)
-    spread = float(np.sqrt(max((w @ cov(g) @ w + w @ cov(h) @ w) / 2.0, 1e-300)))
+    spread = float(np.sqrt(max((w @ _component_cov(model, g) @ w + w @ _component_cov(model, h) @ w) / 2.0,
+                                 1e-300)))
     return float(abs(w @ diff) / spread)
 
 

@@ -132,7 +132,7 @@ def _is_memory_error(exc: BaseException) -> bool:
     return False
 
 
-def _watch_parent(parent_pid: int) -> None:
+def _watch_parent() -> None:
     """Exit when the parent is gone, so a killed agent never leaves a busy worker behind.
 
     multiprocessing hands the worker the read end of a pipe held by the process that asked for it (with
@@ -204,10 +204,10 @@ def _failure_message(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, one_line(str(text))
 
 
-def _worker_main(conn, parent_pid: int) -> None:
+def _worker_main(conn) -> None:
     """Entry point of the worker process: set limits, load the table, then serve calls until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    threading.Thread(target=_watch_parent, daemon=True).start()
     for path in conn.recv():  # sys.path first: unpickling the config may import from there
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -440,7 +440,7 @@ class WorkerRunner:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ctx = _context()
         parent_conn, child_conn = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_worker_main, args=(child_conn, os.getpid()),
+        process = ctx.Process(target=_worker_main, args=(child_conn,),
                               name="serendip-worker", daemon=False)
         with _ENVIRONMENT_LOCK, _environment(worker_environment(self.n_threads)):  # pools start from threads
             process.start()
