@@ -160,6 +160,9 @@ def run_explore(args: argparse.Namespace, table: str, resume_dir: str | None = N
 
     if resume_dir is None and table and missing_input(table):  # before the analysis stack is imported
         return fail(missing_input(table))
+    from serendip.tools.engine.sandbox import start_worker_server
+
+    start_worker_server()  # its imports run while this process imports the agent
     from serendip.agent.api import explore
     from serendip.agent.explore import RunSetupError, load_resume
     from serendip.agent.progress import Progress
@@ -304,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
                 check_table_path(args.table)
             except RunSetupError as exc:
                 return fail(str(exc))
+        if args.table:
+            from serendip.tools.engine.sandbox import start_worker_server
+
+            start_worker_server()  # its imports run while this process imports the conversation
         from serendip.agent.chat_terminal import run_ask, run_chat
 
         return run_chat(args) if args.command == "chat" else run_ask(args)

@@ -7,6 +7,7 @@ import json
 import platform
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -259,6 +260,10 @@ def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: P
     dispatcher = None
     knowledge = None
     dataset: dict = {"path": str(table_path), "n_rows": 0, "n_columns": 0, "columns": [], "warnings": []}
+    # The store (chromadb, scikit-learn's hashing) is imported and opened while the worker starts.
+    opening = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serendip-knowledge")
+    knowledge_future = opening.submit(open_knowledge, cfg.memory)
+    opening.shutdown(wait=False)
     try:
         progress.step(f"loading {table_path.name}")
         try:
@@ -270,7 +275,7 @@ def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: P
         progress.done(f"loaded {dataset['n_rows']} rows × {dataset['n_columns']} columns")
         dispatcher = Dispatcher(runner, ledger, transcript, stored)
         try:
-            knowledge = dispatcher.knowledge = open_knowledge(cfg.memory).bind(dataset, cfg.goal)
+            knowledge = dispatcher.knowledge = knowledge_future.result().bind(dataset, cfg.goal)
         except KnowledgeOpenError as exc:
             raise RunSetupError(str(exc)) from None
         try:

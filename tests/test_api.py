@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -128,3 +130,19 @@ def test_import_serendip_is_light_and_lists_the_api():
     assert {"open", "explore", "Analysis", "Run", "Settings", "Finding", "ToolResult"} <= set(serendip.__all__)
     with pytest.raises(AttributeError):
         serendip.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("start", ["forkserver", "spawn"])
+def test_a_script_without_a_main_guard_can_open_a_session(tmp_path, start):
+    # multiprocessing re-runs the caller's script in each child; workers must not (they would start workers).
+    planted().to_csv(tmp_path / "t.csv", index=False)
+    script = tmp_path / "quick_look.py"
+    script.write_text("import serendip\n"
+                      f"with serendip.open({str(tmp_path / 't.csv')!r}) as analysis:\n"
+                      "    print('rho', analysis.call('correlate', columns=['mass', 'sfr']).ok)\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "SERENDIP_WORKER_START"}
+    env["SERENDIP_WORKER_START"] = start
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("rho True") == 1

@@ -35,6 +35,29 @@ def trend(cols, effect, fid="F1"):
                       "p_value": 1e-9, "q_value": 1e-8}, "novelty": "candidate", "score": abs(effect)}
 
 
+def test_embedding_equals_scikit_learns_hashing_vectorizer():
+    # Stores written when the vectors came from scikit-learn must read the same.
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from serendip.agent.knowledge.embedding import DEFAULTS, HashedNgrams, murmurhash3_32, prepare_text
+    from sklearn.utils import murmurhash3_32 as sk_murmur
+
+    r = np.random.default_rng(3)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz0123456789_ -./()") + ["é", "α", "☉", "Å"]
+    texts = ["log_SFR", "props_sfr", "a", "x y", "", "  ", "stellar mass vs star formation rate (M☉/yr)",
+             "g - r colour of the red sequence", "Hα/[NII] line ratio", "Teff", "BP-RP"]
+    texts += ["".join(r.choice(alphabet, size=int(r.integers(1, 40)))) for _ in range(300)]
+    for t in texts[:60]:
+        data = t.encode("utf-8")
+        assert murmurhash3_32(data) == int(sk_murmur(data, seed=0, positive=False)), t
+    for n_features in (DEFAULTS["n_features"], 7):
+        ours = HashedNgrams(n_features=n_features).vectors(texts)
+        theirs = HashingVectorizer(analyzer="char_wb", ngram_range=(DEFAULTS["ngram_min"], DEFAULTS["ngram_max"]),
+                                   n_features=n_features, alternate_sign=False, norm="l2", lowercase=True
+                                   ).transform([prepare_text(t) or "empty" for t in texts]).toarray()
+        np.testing.assert_allclose(ours, theirs.astype(np.float32), rtol=0, atol=1e-7)
+
+
 # ---------------------------------------------------------------------- the pack
 def test_pack_has_the_issue_results_with_citations():
     pack = load_pack()

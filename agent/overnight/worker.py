@@ -7,6 +7,7 @@ with it (the run watches its parent and exits when it is gone).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     spec_path, parent_pid = Path(argv[0]), int(argv[1])
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     os.environ.setdefault("MPLBACKEND", "Agg")
+    if json.loads(spec_path.read_text(encoding="utf-8")).get("isolate_tools", True):
+        from serendip.tools.engine.sandbox import start_worker_server
+
+        start_worker_server()  # its imports run while this process imports the agent
     from serendip.agent.overnight.runs import RunSpec, execute_run
 
     spec = RunSpec.model_validate_json(spec_path.read_text(encoding="utf-8"))

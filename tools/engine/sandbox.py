@@ -48,6 +48,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +293,23 @@ def _environment(values: dict[str, str]):
                 os.environ[var] = value
 
 
+@contextlib.contextmanager
+def _caller_script_hidden():
+    """The caller's ``__main__`` out of sight while a worker starts (hold :data:`_ENVIRONMENT_LOCK`).
+
+    multiprocessing runs the main script again in every spawned or forkserver child, so a user's script
+    that calls ``serendip.explore`` at top level (no ``if __name__ == "__main__":``) would start workers
+    from inside its workers and fail. A worker needs nothing from that script.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 def _context():
     """The multiprocessing context workers start from: a forkserver with the tools preloaded, else spawn.
 
@@ -312,6 +330,14 @@ def _context():
                 forkserver.ensure_running()
             _forkserver_ready = True
     return ctx
+def start_worker_server() -> None:
+    """Start the forkserver now, so that its imports (about 4 s) overlap the caller's own work.
+
+    Workers ask for it anyway; calling this early only saves time. A no-op with the spawn start.
+    """
+    _context()
+
+
 _LIVE_WORKERS: dict[int, tuple] = {}
 """(process, connection) of every running worker, by id of the process object."""
 
@@ -442,8 +468,8 @@ class WorkerRunner:
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         process = ctx.Process(target=_worker_main, args=(child_conn,),
                               name="serendip-worker", daemon=False)
-        with _ENVIRONMENT_LOCK, _environment(worker_environment(self.n_threads)):  # pools start from threads
-            process.start()
+        with _ENVIRONMENT_LOCK, _environment(worker_environment(self.n_threads)), _caller_script_hidden():
+            process.start()  # the lock: pools start workers from threads
         child_conn.close()
         self._process, self._conn = process, parent_conn
         # Stop the worker when this runner is garbage-collected or the interpreter exits, even without close().
