@@ -8,6 +8,7 @@ result proposed: its numbers come from that result, never from the model.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Annotated
@@ -16,9 +17,11 @@ from pydantic import Field
 
 from serendip.tools.engine.errors import ToolInputError
 from serendip.tools.engine.jsonsafe import dumps, to_jsonable
+from serendip.tools.engine.argsize import check_argument_size
 from serendip.tools.engine.registry import ToolSpec, build_spec, validate_arguments
 
 _RESULT_ID = re.compile(r"^R\d+$")
+_CITED_RESULT = re.compile(r"\bR\d+\b")
 
 
 @dataclass
@@ -85,13 +88,27 @@ def record_finding(session, candidate: str, interpretation: Annotated[str, Field
 def dismiss_finding(session, candidate: str, reason: Annotated[str, Field(min_length=1)]) -> AgentReply:
     """Set a candidate aside: a systematic (survey, instrument, selection), a known trend, or an artefact.
 
+    A dismissal needs evidence, like a finding: cite the result (R id) of a tool call that shows the
+    candidate is not real, other than the result that proposed it (for example compare by the suspected
+    field, residualize on the known driver, or cluster with the artefact's column left out).
+
     Args:
         candidate: The candidate id (C1, C2, ...).
-        reason: Why it is not a finding, citing the evidence (result ids) where there is some.
+        reason: Why it is not a finding, citing the result ids (R5) that show it.
     """
     cand = _candidate(session, candidate)
+    own = {str(e) for e in cand.finding.get("evidence") or []}
+    cited = [r for r in dict.fromkeys(_CITED_RESULT.findall(reason.upper())) if r in session.ledger.results]
+    if not [r for r in cited if r not in own]:
+        # A small model dismissed real outliers as "not unusual" without a look; an unsupported opinion
+        # must not remove a candidate that a test supports.
+        raise ToolInputError(
+            f"{cand.cid} stays open: a dismissal needs evidence. Cite, in 'reason', the result id (R...) of a "
+            f"tool call that shows {cand.cid} is a systematic, a known trend or an artefact, other than the "
+            f"result that proposed it ({', '.join(sorted(own)) or 'none'}). Run that check first (compare by the "
+            "suspected field, residualize on the known driver, ...), or record the candidate.")
     session.ledger.dismiss(cand.cid, reason)
-    return AgentReply(content=dumps({"ok": True, "dismissed": cand.cid}))
+    return AgentReply(content=dumps({"ok": True, "dismissed": cand.cid, "evidence": cited}))
 
 
 def finish(session, summary: Annotated[str, Field(min_length=1)]) -> AgentReply:
@@ -138,11 +155,40 @@ def agent_tool_schemas() -> list[dict]:
     return [spec.openai_tool() for spec in AGENT_TOOLS.values()]
 
 
+def _known_arguments(spec: ToolSpec, arguments: dict | str | None) -> tuple[dict | str | None, list[str]]:
+    """The arguments without parameters the tool does not have, and the names left out.
+
+    Small models add keys of their own to the report tools ('citations', 'evidence'); refusing the whole
+    call for them cost a 1.5B model its whole budget. These tools take no number from the model, so an
+    extra key can change nothing and is left out with a note. Analysis tools still refuse unknown keys.
+    """
+    check_argument_size(spec.name, arguments)
+    parsed = arguments
+    if isinstance(arguments, str) and arguments.strip():
+        try:
+            parsed = json.loads(arguments)
+        except (json.JSONDecodeError, RecursionError):
+            return arguments, []  # validation says what is wrong
+    if not isinstance(parsed, dict):
+        return arguments, []
+    fields = spec.arguments.model_fields
+    ignored = [str(k) for k in parsed if k not in fields]
+    return ({k: v for k, v in parsed.items() if k in fields} if ignored else parsed), ignored
+
+
 def call_agent_tool(dispatcher, name: str, arguments: dict | str | None) -> AgentReply:
     """Validate and run one agent tool call; a problem the model can fix comes back as an error reply."""
     spec = AGENT_TOOLS[name]
     try:
-        args = validate_arguments(spec, arguments)
-        return spec.func(dispatcher, **args)
+        known, ignored = _known_arguments(spec, arguments)
+        args = validate_arguments(spec, known)
+        reply = spec.func(dispatcher, **args)
     except ToolInputError as exc:
         return AgentReply(content=dumps({"tool": name, "ok": False, "error": str(exc)}), ok=False)
+    if ignored:
+        body = json.loads(reply.content)
+        body["ignored_parameters"] = ignored[:10]
+        body["note"] = (f"{name} has no parameter {', '.join(repr(k[:40]) for k in ignored[:10])}; it was left out. "
+                        f"Parameters: {', '.join(spec.arguments.model_fields)}.")
+        reply.content = dumps(body)
+    return reply

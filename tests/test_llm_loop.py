@@ -265,7 +265,24 @@ def test_unknown_tool_and_unknown_candidate(tmp_path, planted_tools, scripted):
     no_c9, cited_result, dismissed = [json.loads(m.content) for m in last_tool_messages(model.requests[2])]
     assert "There is no candidate 'C9'. Open candidates: C1." in no_c9["error"]
     assert "R2 is a tool result id and proposed no candidate" in cited_result["error"]
-    assert dismissed == {"ok": True, "dismissed": "C1"}
+    # an opinion is no evidence: the dismissal is refused and the candidate stays in the report
+    assert dismissed["ok"] is False and "C1 stays open: a dismissal needs evidence" in dismissed["error"]
+    assert run.ledger.candidates["C1"].status == "open"
+
+
+def test_a_dismissal_must_cite_a_result_other_than_the_candidates_own(tmp_path, planted_tools, scripted):
+    run = Run(tmp_path)
+    model = scripted(turn(tool_call("t_correlate", {"columns": ["x", "y"]})),
+                     turn(tool_call("dismiss_finding", {"candidate": "C1", "reason": "R1 shows it is weak"}),
+                          tool_call("t_profile", {})),
+                     turn(tool_call("dismiss_finding", {"candidate": "C1",
+                                                        "reason": "a selection effect: R2 shows the cut"})),
+                     turn(tool_call("finish", {"summary": "done"})))
+    outcome = run.llm(model)
+    own, _ = [json.loads(m.content) for m in last_tool_messages(model.requests[2])]
+    assert own["ok"] is False and "other than the result that proposed it (R1)" in own["error"]
+    dismissed, = [json.loads(m.content) for m in last_tool_messages(model.requests[3])]
+    assert dismissed == {"ok": True, "dismissed": "C1", "evidence": ["R2"]}
     assert run.ledger.candidates["C1"].status == "dismissed"
     assert any(n.startswith("Dismissed C1") and "selection effect" in n for n in outcome.notes)
 
@@ -495,3 +512,20 @@ def test_a_tool_that_keeps_failing_is_refused_after_the_cap(tmp_path, planted_to
     refused = [r for r in run.records(type="message", role="tool") if r.get("refused") == "repeated_failures"]
     assert len(refused) == 1 and "failed 3 times in a row" in json.loads(refused[0]["content"])["error"]
     assert planted_tools["t_profile"] == 1 and planted_tools["t_correlate"] == 3  # the fourth never reached the tool
+
+
+def test_report_tools_leave_out_keys_they_do_not_have(tmp_path, planted_tools, scripted):
+    # Seen from a 1.5B model: every record_finding and finish carried a 'citations' key and all were refused.
+    run = Run(tmp_path)
+    model = scripted(turn(tool_call("t_correlate", {"columns": ["x", "y"]})),
+                     turn(tool_call("record_finding", {"candidate": "C1", "interpretation": "x drives y",
+                                                       "citations": ["R1"]}),
+                          tool_call("t_correlate", {"columns": ["x", "y"], "citations": ["R1"]})),
+                     turn(tool_call("finish", {"summary": "x drives y (C1, R1)", "citations": ["R1"]})))
+    outcome = run.llm(model)
+    recorded, analysis = [json.loads(m.content) for m in last_tool_messages(model.requests[2])]
+    assert recorded["ok"] is True and recorded["ignored_parameters"] == ["citations"]
+    assert "record_finding has no parameter 'citations'; it was left out" in recorded["note"]
+    assert analysis["ok"] is False and "has no parameter 'citations'" in analysis["error"]  # analysis tools refuse
+    assert run.ledger.candidates["C1"].status == "recorded"
+    assert outcome.status == "completed" and "x drives y" in outcome.summary
