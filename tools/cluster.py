@@ -347,13 +347,14 @@ def cluster(session, columns: list[str] | None = None,
         grouping, chosen, auto_reason = fit_grouping(session, chosen, auto_reason, Zf, ks, k_top, sil_idx,
                                                      min_cluster_size, sp.notes)
         null_ks = [k] if k is not None else list(range(2, k_top + 1))
+        nulls: dict[str, float] = {}  # every grouping here is checked on the same rows with the same seed
 
         def assess(g: cm.Grouping) -> tuple[float | None, dict | None]:
             if g.n_groups < 2:
                 return None, None
             stab = resampling_stability(g.refit, Zf, g.labels, session.rng(23))
             return stab, cm.structure_check(Zf[sil_idx], cm.without_noise(Zf, g.labels)[sil_idx], null_ks,
-                                            session.rng(29))
+                                            session.rng(29), nulls)
 
         stability, check = assess(grouping)
         if method == "auto" and chosen == "gmm" and check is not None and not check["supported"]:

@@ -228,12 +228,22 @@ def without_noise(Z: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def structure_check(Z: np.ndarray, labels: np.ndarray, ks: list[int], rng: np.random.Generator) -> dict:
+def structure_check(Z: np.ndarray, labels: np.ndarray, ks: list[int], rng: np.random.Generator,
+                    nulls: dict[str, float] | None = None) -> dict:
     """Do the groups separate better than featureless data of the same extent?
 
     The silhouette of ``labels`` is compared with the best k-means silhouette over ``ks`` in uniform
     reference data, in all dimensions and, when there are more than :data:`STRUCTURE_AXES`, in the leading
     principal axes too; the groups pass when either comparison clears the margin.
+
+    Args:
+        Z: The rows the silhouettes are computed on.
+        labels: The grouping to check.
+        ks: Numbers of groups the reference data are clustered into.
+        rng: Draws the reference data.
+        nulls: Reference silhouettes by space, filled on first use: they depend on ``Z``, ``ks`` and the
+            rng's seed, not on the labels, so the groupings of one call share them (a third of a cluster
+            call's time on a large table was spent drawing the same references again).
 
     Returns:
         ``supported``, the ``silhouette`` and ``null_silhouette`` of the most favourable comparison, and
@@ -247,7 +257,12 @@ def structure_check(Z: np.ndarray, labels: np.ndarray, ks: list[int], rng: np.ra
     checks = []
     for name, S in spaces:
         observed = silhouette(S, labels)
-        null = null_silhouette(S, ks, rng)
+        if nulls is not None and name in nulls:
+            null = nulls[name]
+        else:
+            null = null_silhouette(S, ks, rng)
+            if nulls is not None:
+                nulls[name] = null
         checks.append({"space": name, "silhouette": observed, "null_silhouette": null,
                        "passed": beats_null(observed, null)})
 
