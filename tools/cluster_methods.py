@@ -11,7 +11,7 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import pairwise_distances_argmin, silhouette_score
+from sklearn.metrics import pairwise_distances, pairwise_distances_argmin, silhouette_score
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KNeighborsClassifier
 
@@ -89,13 +89,23 @@ def quiet(func):
     return wrapped
 
 
-def silhouette(Z: np.ndarray, labels: np.ndarray) -> float | None:
-    """Mean silhouette of the non-noise rows, or None with fewer than two groups."""
+def silhouette(Z: np.ndarray, labels: np.ndarray, distances: np.ndarray | None = None) -> float | None:
+    """Mean silhouette of the non-noise rows, or None with fewer than two groups.
+
+    Args:
+        Z: The rows.
+        labels: Their groups (-1 = noise).
+        distances: ``pairwise_distances(Z)`` when several groupings of the same rows are scored: computing
+            them once instead of for every grouping was two thirds of the silhouettes' time.
+    """
     ok = labels >= 0
     uniq = np.unique(labels[ok])
     if len(uniq) < 2 or ok.sum() <= len(uniq):
         return None
-    return float(silhouette_score(Z[ok], labels[ok]))
+    if distances is None:
+        return float(silhouette_score(Z[ok], labels[ok]))
+    D = distances if ok.all() else distances[np.ix_(ok, ok)]
+    return float(silhouette_score(D, labels[ok], metric="precomputed"))
 
 
 def kmeans_fit(X: np.ndarray, k: int, seed: int, n_init: int = KMEANS_INIT) -> KMeans:
@@ -106,9 +116,10 @@ def kmeans_fit(X: np.ndarray, k: int, seed: int, n_init: int = KMEANS_INIT) -> K
 def select_kmeans(Z: np.ndarray, ks: list[int], seed: int, sil_idx: np.ndarray) -> Grouping:
     """K-means for each k in ``ks``; the k with the best silhouette (on ``sil_idx`` rows) wins."""
     fits, scores = {}, {}
+    D = pairwise_distances(Z[sil_idx]) if len(ks) > 1 else None
     for k in ks:
         fits[k] = kmeans_fit(Z, k, seed)
-        scores[k] = silhouette(Z[sil_idx], fits[k].labels_[sil_idx])
+        scores[k] = silhouette(Z[sil_idx], fits[k].labels_[sil_idx], D)
     best = max(ks, key=lambda k: (scores[k] if scores[k] is not None else -2, -k))
     model = fits[best]
     return Grouping("kmeans", model.labels_.astype(np.int64), assign=model.predict,
@@ -146,9 +157,10 @@ def select_agglomerative(Z: np.ndarray, ks: list[int], sil_idx: np.ndarray) -> G
     """Ward linkage cut at each k in ``ks``; the best silhouette wins; other rows go to the nearest centroid."""
     tree = linkage(Z, method="ward")
     labels, scores = {}, {}
+    D = pairwise_distances(Z[sil_idx]) if len(ks) > 1 else None
     for k in ks:
         labels[k] = fcluster(tree, t=k, criterion="maxclust").astype(np.int64) - 1
-        scores[k] = silhouette(Z[sil_idx], labels[k][sil_idx])
+        scores[k] = silhouette(Z[sil_idx], labels[k][sil_idx], D)
     best = max(ks, key=lambda k: (scores[k] if scores[k] is not None else -2, -k))
     lab = labels[best]
     centroids = np.vstack([Z[lab == g].mean(axis=0) for g in range(int(lab.max()) + 1)])
@@ -195,10 +207,11 @@ def null_silhouette(Z: np.ndarray, ks: list[int], rng: np.random.Generator) -> f
     for _ in range(NULL_REFERENCES):
         R = box_reference(Z, rng)
         seed = int(rng.integers(0, 2**31 - 1))
+        D = pairwise_distances(R) if len(ks) > 1 else None
         for k in ks:
             if k >= len(R):
                 continue
-            s = silhouette(R, kmeans_fit(R, k, seed, n_init=1).labels_)
+            s = silhouette(R, kmeans_fit(R, k, seed, n_init=1).labels_, D)
             if s is not None:
                 best = max(best, s)
     return best
