@@ -487,8 +487,17 @@ class AgentLoop:
             return
         lim = self.limits
         left = lim.max_steps - self.steps
+        # Replies of a small model on a CPU take minutes: count the turns that fit in the time left too,
+        # from the slowest reply so far, so that the last one that fits is the one that finishes.
+        slowest = max(self.latencies, default=0.0)
+        fit = int(self.budget.time_left // slowest) if slowest > 0 else left
         reason = ""
-        if left <= lim.wrap_up_steps:
+        if fit < left and fit <= lim.wrap_up_steps:
+            fit = max(fit, 1)
+            reason = (f"about {fit} more repl{'ies' if fit != 1 else 'y'} fit{'' if fit != 1 else 's'} in the "
+                      f"{self.budget.time_left:.0f} s left, at {slowest:.0f} s per reply so far"
+                      + ("; do all three in your next reply" if fit == 1 else ""))
+        elif left <= lim.wrap_up_steps:
             reason = f"{left} turn{'s' if left != 1 else ''} left"
         elif self.tokens >= lim.wrap_up_fraction * lim.max_tokens:
             reason = f"{self.tokens} of {lim.max_tokens} tokens used"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 
 import httpx
 import numpy as np
@@ -529,3 +530,20 @@ def test_report_tools_leave_out_keys_they_do_not_have(tmp_path, planted_tools, s
     assert analysis["ok"] is False and "has no parameter 'citations'" in analysis["error"]  # analysis tools refuse
     assert run.ledger.candidates["C1"].status == "recorded"
     assert outcome.status == "completed" and "x drives y" in outcome.summary
+
+
+def test_wrap_up_counts_the_replies_that_fit_in_the_time_left(tmp_path, planted_tools, scripted):
+    # A 1.5B model on a CPU took about 210 s per reply: told "2 turns left" with time for one, it recorded
+    # five candidates and ran out of time before its finish.
+    def slow(messages):
+        time.sleep(1.2)
+        return turn(tool_call("t_profile"))
+
+    run = Run(tmp_path)
+    model = scripted(slow, turn(tool_call("finish", {"summary": "done"})))
+    outcome = run.llm(model, max_steps=10, time_limit=3.0, wrap_up_fraction=0.99)
+    assert outcome.status == "completed"
+    wrap_ups = [m for m in model.requests[1] if isinstance(m, HumanMessage) and "budget is nearly spent" in m.content]
+    assert len(wrap_ups) == 1
+    assert "about 1 more reply fits in the" in wrap_ups[0].content
+    assert "do all three in your next reply" in wrap_ups[0].content
