@@ -260,7 +260,7 @@ def _explore_locked(cfg: ExploreConfig, out: Path, table_path: Path, progress: P
     dispatcher = None
     knowledge = None
     dataset: dict = {"path": str(table_path), "n_rows": 0, "n_columns": 0, "columns": [], "warnings": []}
-    # The store (chromadb, scikit-learn's hashing) is imported and opened while the worker starts.
+    # The knowledge store (chromadb) is imported and opened while the worker starts.
     opening = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serendip-knowledge")
     knowledge_future = opening.submit(open_knowledge, cfg.memory)
     opening.shutdown(wait=False)

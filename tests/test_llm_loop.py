@@ -536,12 +536,13 @@ def test_wrap_up_counts_the_replies_that_fit_in_the_time_left(tmp_path, planted_
     # A 1.5B model on a CPU took about 210 s per reply: told "2 turns left" with time for one, it recorded
     # five candidates and ran out of time before its finish.
     def slow(messages):
-        time.sleep(1.2)
+        time.sleep(2.0)
         return turn(tool_call("t_profile"))
 
     run = Run(tmp_path)
     model = scripted(slow, turn(tool_call("finish", {"summary": "done"})))
-    outcome = run.llm(model, max_steps=10, time_limit=3.0, wrap_up_fraction=0.99)
+    # 3.5 s left after a 2 s reply: one more fits (and the message is the same if a loaded machine eats 3 s)
+    outcome = run.llm(model, max_steps=10, time_limit=5.5, wrap_up_fraction=0.99)
     assert outcome.status == "completed"
     wrap_ups = [m for m in model.requests[1] if isinstance(m, HumanMessage) and "budget is nearly spent" in m.content]
     assert len(wrap_ups) == 1
