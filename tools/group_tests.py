@@ -110,11 +110,11 @@ def component_ashman_d(model: GaussianMixture, g: int, h: int) -> float:
     """
     d = model.means_.shape[1]
     diff = model.means_[g] - model.means_[h]
-    pooled = _component_cov(model, g) + _component_cov(model, h)
+    cov_g, cov_h = _component_cov(model, g), _component_cov(model, h)
+    pooled = cov_g + cov_h
     pooled = pooled + 1e-9 * np.trace(pooled) / d * np.eye(d)
     w = np.linalg.solve(pooled, diff)
-    spread = float(np.sqrt(max((w @ _component_cov(model, g) @ w + w @ _component_cov(model, h) @ w) / 2.0,
-                                 1e-300)))
+    spread = float(np.sqrt(max((w @ cov_g @ w + w @ cov_h @ w) / 2.0, 1e-300)))
     return float(abs(w @ diff) / spread)
 
 
